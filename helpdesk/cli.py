@@ -1,0 +1,240 @@
+"""The ``helpdesk`` command (click, via Flask's CLI group).
+
+Each command parses its options, opens what it needs and calls one service;
+the work itself lives in the core and in ``mailgate``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+from flask.cli import FlaskGroup
+from sqlalchemy import Engine
+
+from helpdesk import db, intake, queues, users
+from helpdesk.clock import utcnow
+from helpdesk.settings import Settings, SettingsError
+
+log = logging.getLogger("helpdesk")
+
+
+def _create_app():  # type: ignore[no-untyped-def]
+    from helpdesk.web import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
+def cli() -> None:
+    """helpdesk: a support desk that turns email into tickets."""
+
+
+def _load() -> tuple[Settings, Engine]:
+    try:
+        settings = Settings.load().with_secret_key()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return settings, db.make_engine(settings)
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=option)
+    return host.strip("[]"), int(port)
+
+
+def _init(settings: Settings, engine: Engine) -> list[str]:
+    db.upgrade(engine)
+    with db.session_factory(engine, write=True)() as session, session.begin():
+        created = queues.seed(session, mail_domain=settings.mail_domain, now=utcnow())
+        return [q.slug for q in created]
+
+
+def _require_schema(engine: Engine) -> None:
+    try:
+        db.require_current(engine)
+    except db.SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+@cli.command("init", with_appcontext=False)
+def init_command() -> None:
+    """Create or upgrade the database and seed the default queues (idempotent)."""
+    settings, engine = _load()
+    created = _init(settings, engine)
+    click.echo(f"database ready at {engine.url.render_as_string(hide_password=True)}")
+    for slug in created:
+        click.echo(f"created queue {slug} <{slug}@{settings.mail_domain}>")
+
+
+def _web_server(settings: Settings, engine: Engine, host: str, port: int):  # type: ignore[no-untyped-def]
+    from waitress.server import create_server
+
+    from helpdesk.web import create_app
+
+    return create_server(create_app(settings, engine), host=host, port=port, threads=8)
+
+
+@cli.command("serve", with_appcontext=False)
+@click.option("--web", "web_addr", default="127.0.0.1:8080", show_default=True)
+@click.option("--smtp", "smtp_addr", default="127.0.0.1:2525", show_default=True)
+def serve_command(web_addr: str, smtp_addr: str) -> None:
+    """Run web app and mail gateway in one process (creates the database if needed)."""
+    from mailgate.server import start_gateway
+
+    settings, engine = _load()
+    _init(settings, engine)
+    web_host, web_port = _host_port(web_addr, "--web")
+    smtp_host, smtp_port = _host_port(smtp_addr, "--smtp")
+    gateway = start_gateway(settings, smtp_host, smtp_port, engine)
+    server = _web_server(settings, engine, web_host, web_port)
+    thread = threading.Thread(target=server.run, name="web", daemon=True)
+    thread.start()
+    click.echo(f"helpdesk: web on http://{web_host}:{web_port}/, SMTP on {smtp_host}:{smtp_port}")
+    try:
+        _wait_for_signal()
+    finally:
+        server.close()
+        gateway.stop()
+
+
+@cli.command("web", with_appcontext=False)
+@click.option("--web", "web_addr", default="127.0.0.1:8080", show_default=True)
+def web_command(web_addr: str) -> None:
+    """Run the web app alone."""
+    settings, engine = _load()
+    _require_schema(engine)
+    host, port = _host_port(web_addr, "--web")
+    click.echo(f"helpdesk web on http://{host}:{port}/")
+    _web_server(settings, engine, host, port).run()
+
+
+@cli.command("mailgate", with_appcontext=False)
+@click.option("--smtp", "smtp_addr", default="127.0.0.1:2525", show_default=True)
+def mailgate_command(smtp_addr: str) -> None:
+    """Run the inbound SMTP gateway alone."""
+    from mailgate.server import start_gateway
+
+    settings, engine = _load()
+    _require_schema(engine)
+    host, port = _host_port(smtp_addr, "--smtp")
+    gateway = start_gateway(settings, host, port, engine)
+    click.echo(f"helpdesk mailgate on {host}:{port}", err=True)
+    try:
+        _wait_for_signal()
+    finally:
+        gateway.stop()
+
+
+@cli.group("user")
+def user_group() -> None:
+    """Manage users."""
+
+
+@user_group.command("add", with_appcontext=False)
+@click.argument("email")
+@click.option("--role", type=click.Choice(["agent", "manager", "admin"]), required=True)
+@click.option("--queue", "queue_slugs", multiple=True, help="Once per queue.")
+@click.option("--name", default=None)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_add_command(
+    email: str, role: str, queue_slugs: tuple[str, ...], name: str | None, password_stdin: bool
+) -> None:
+    """Create or update a user."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    _settings, engine = _load()
+    _require_schema(engine)
+    with db.session_factory(engine, write=True)() as session, session.begin():
+        try:
+            user = users.add_or_update(
+                session, email, role=role, queue_slugs=list(queue_slugs) if queue_slugs else None,
+                password=password, name=name, now=utcnow(),
+            )  # fmt: skip
+        except users.UserError as exc:
+            raise click.ClickException(str(exc)) from exc
+        slugs = ", ".join(q.slug for q in user.queues) or "none"
+        click.echo(f"{user.email}: role {user.role}, queues {slugs}")
+
+
+@cli.group("token")
+def token_group() -> None:
+    """Manage API tokens."""
+
+
+@token_group.command("create", with_appcontext=False)
+@click.argument("email")
+def token_create_command(email: str) -> None:
+    """Print a new API token for the user."""
+    _settings, engine = _load()
+    _require_schema(engine)
+    with db.session_factory(engine, write=True)() as session, session.begin():
+        user = users.by_email(session, email)
+        if user is None:
+            raise click.ClickException(f"no such user: {email}")
+        click.echo(users.create_token(session, user, now=utcnow()))
+
+
+@cli.group("mail")
+def mail_group() -> None:
+    """Stored mail."""
+
+
+@mail_group.command("reprocess", with_appcontext=False)
+def mail_reprocess_command() -> None:
+    """Retry every stored message whose processing failed."""
+    settings, engine = _load()
+    _require_schema(engine)
+    sessions = db.session_factory(engine, write=True)
+    with sessions() as session:
+        ids = [row.id for row in intake.failed_mails(session)]
+    counts: dict[str, int] = {}
+    for raw_id in ids:
+        with sessions() as session, session.begin():
+            row = session.get(intake.RawMail, raw_id)
+            if row is None or row.state != "failed":
+                continue
+            result = intake.reprocess(session, row, settings=settings, now=utcnow())
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+            click.echo(f"raw mail {raw_id}: {result.outcome} {result.reason}".rstrip())
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do"
+    click.echo(f"reprocessed {len(ids)} failed messages: {summary}")
+
+
+@cli.group("tls")
+def tls_group() -> None:
+    """TLS certificates for the gateway."""
+
+
+@tls_group.command("selfsigned", with_appcontext=False)
+@click.option("--dir", "directory", default="instance/tls", show_default=True, type=click.Path())
+@click.option("--hostname", default="localhost", show_default=True)
+def tls_selfsigned_command(directory: str, hostname: str) -> None:
+    """Write a self-signed certificate and key for development STARTTLS."""
+    from mailgate.tls import write_self_signed
+
+    cert, key = write_self_signed(Path(directory), hostname)
+    click.echo(f"HELPDESK_TLS_CERT={cert}\nHELPDESK_TLS_KEY={key}")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Per-command chatter from aiosmtpd and alembic drowns what matters.
+    for noisy in ("mail.log", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    cli()

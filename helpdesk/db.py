@@ -1,0 +1,143 @@
+"""Database: engines and sessions for SQLite and PostgreSQL, and schema upgrades.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` so that a commit is on disk
+before the gateway answers 250, and with a busy timeout so that a locked
+database fails within ``database_timeout`` seconds instead of hanging. Write
+transactions on SQLite begin with ``BEGIN IMMEDIATE`` (engine option
+``immediate=True``) so that two processes never fail on a stale snapshot.
+PostgreSQL uses psycopg 3 with a connect timeout for the same reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from helpdesk.settings import Settings
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """Locate ``templates`` or ``migrations``: inside the wheel, or at the repo root."""
+    packaged = PACKAGE_DIR / name
+    if packaged.is_dir():
+        return packaged
+    return PACKAGE_DIR.parent / name
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` URLs and use psycopg 3 for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
+    """Create the engine for ``settings.database_url`` with durable, bounded settings."""
+    url = make_url(normalise_url(settings.database_url))
+    timeout = settings.database_timeout
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": timeout, "check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=10,
+        )
+        _configure_sqlite(engine, timeout)
+        return engine
+    return create_engine(
+        url,
+        connect_args={
+            "connect_timeout": max(1, int(timeout)),
+            # A statement stuck behind a lock fails instead of holding the sender.
+            "options": f"-c lock_timeout={int(timeout * 1000)}",
+        },
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+    )
+
+
+def _configure_sqlite(engine: Engine, timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy emit BEGIN itself (pysqlite's own handling is lazy).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        if conn.get_execution_options().get("immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def session_factory(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
+    """Sessions for reading, or (``write=True``) for transactions that will write."""
+    bind = engine.execution_options(immediate=True) if write else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def alembic_config(engine_or_url: Engine | str):  # type: ignore[no-untyped-def]
+    """An Alembic config pointing at our migrations and the given database."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resource_dir("migrations")))
+    if isinstance(engine_or_url, str):
+        config.set_main_option("sqlalchemy.url", normalise_url(engine_or_url))
+    else:
+        config.attributes["engine"] = engine_or_url
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database is missing or behind the code: run ``helpdesk init``."""
+
+
+def require_current(engine: Engine) -> None:
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDate(
+            f"database schema is at {current or 'nothing'}, the code needs {head}: "
+            "run `helpdesk init` first"
+        )

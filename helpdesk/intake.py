@@ -1,0 +1,256 @@
+"""Intake: one received message becomes stored raw mail plus its effect on tickets.
+
+``receive`` is what the gateway calls for every accepted DATA, inside the
+caller's transaction: the raw bytes are stored first, then the message is
+parsed, classified, threaded and applied. A message we cannot parse or apply
+is kept raw with state ``failed`` (``reprocess`` tries again later); a
+database error propagates so the caller rolls back and the sender retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from helpdesk import contacts, queues, tickets
+from helpdesk.acknowledgement import acknowledge
+from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
+from helpdesk.mail.classify import classify, is_automated
+from helpdesk.mail.parse import InboundEmail, ParseError, parse
+from helpdesk.models import RawMail, Ticket, User
+from helpdesk.settings import Settings
+from helpdesk.threads import ThreadContext, find_ticket
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The SMTP envelope and connection facts of one delivery."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    peer: str = ""
+    helo: str = ""
+
+
+@dataclass
+class IntakeResult:
+    """What happened: new_ticket, follow_up, duplicate, dropped or failed."""
+
+    outcome: str
+    raw_mail_id: int | None
+    ticket_number: int | None = None
+    flags: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+def receive(
+    session: Session,
+    raw: bytes,
+    envelope: Envelope,
+    *,
+    settings: Settings,
+    now: datetime,
+    directory: QueueDirectory | None = None,
+) -> IntakeResult:
+    """Store ``raw`` and apply it; the caller commits, then answers 250."""
+    try:
+        mail: InboundEmail | None = parse(raw)
+        parse_error = ""
+    except Exception as exc:
+        mail, parse_error = None, f"{type(exc).__name__}: {exc}"
+    dedup_key = mail.dedup_key if mail else hashlib.sha256(raw).hexdigest()
+
+    existing = _find_duplicate(session, dedup_key)
+    if existing is not None:
+        return IntakeResult("duplicate", existing.id, _ticket_number(session, existing))
+
+    row = RawMail(
+        received_at=now,
+        peer=envelope.peer[:255],
+        helo=envelope.helo[:255],
+        mail_from=envelope.mail_from[:998],
+        rcpt_tos=list(envelope.rcpt_tos),
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        dedup_key=dedup_key,
+        message_id=mail.message_id if mail else "",
+        state="processed",
+        content=raw,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        # Another gateway stored the same message meanwhile.
+        existing = _find_duplicate(session, dedup_key)
+        if existing is None:
+            raise
+        return IntakeResult("duplicate", existing.id, _ticket_number(session, existing))
+
+    if mail is None:
+        return _fail(row, parse_error, now)
+    return apply(session, row, mail, envelope, settings=settings, now=now, directory=directory)
+
+
+def apply(
+    session: Session,
+    row: RawMail,
+    mail: InboundEmail,
+    envelope: Envelope,
+    *,
+    settings: Settings,
+    now: datetime,
+    directory: QueueDirectory | None = None,
+) -> IntakeResult:
+    """Apply a parsed message; a non-database failure marks the raw mail failed."""
+    try:
+        with session.begin_nested():
+            result = _apply(session, row, mail, envelope, settings, now, directory)
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:
+        log.exception("raw mail %s could not be applied; stored as failed", row.id)
+        return _fail(row, f"{type(exc).__name__}: {exc}", now)
+    row.state = "dropped" if result.outcome == "dropped" else "processed"
+    row.error = result.reason
+    row.processed_at = now
+    return result
+
+
+def reprocess(session: Session, row: RawMail, *, settings: Settings, now: datetime) -> IntakeResult:
+    """Try a stored failed message again."""
+    row.attempts += 1
+    try:
+        mail = parse(row.content)
+    except Exception as exc:
+        return _fail(row, f"{type(exc).__name__}: {exc}", now)
+    envelope = Envelope(row.mail_from, tuple(row.rcpt_tos), row.peer, row.helo)
+    row.message_id = mail.message_id
+    return apply(session, row, mail, envelope, settings=settings, now=now)
+
+
+def failed_mails(session: Session, limit: int = 1000) -> list[RawMail]:
+    stmt = select(RawMail).where(RawMail.state == "failed").order_by(RawMail.id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def _fail(row: RawMail, error: str, now: datetime) -> IntakeResult:
+    row.state = "failed"
+    row.error = error[:4000]
+    row.processed_at = now
+    return IntakeResult("failed", row.id, reason=row.error)
+
+
+def _find_duplicate(session: Session, dedup_key: str) -> RawMail | None:
+    return session.scalars(select(RawMail).where(RawMail.dedup_key == dedup_key)).one_or_none()
+
+
+def _ticket_number(session: Session, row: RawMail) -> int | None:
+    if row.ticket_id is None:
+        return None
+    return session.scalar(select(Ticket.number).where(Ticket.id == row.ticket_id))
+
+
+def _apply(
+    session: Session,
+    row: RawMail,
+    mail: InboundEmail,
+    envelope: Envelope,
+    settings: Settings,
+    now: datetime,
+    directory: QueueDirectory | None,
+) -> IntakeResult:
+    directory = directory or queues.directory(session, mail_domain=settings.mail_domain)
+    envelope_sender = normalise_address(envelope.mail_from)
+    sender = mail.from_address or envelope_sender
+    flags = classify(
+        mail,
+        envelope_sender,
+        mail_domain=settings.mail_domain,
+        secret_key=settings.secret_key,
+        own_addresses=set(directory.addresses),
+    )
+    if "loop" in flags:
+        log.warning("dropped mail loop: raw mail %s from %s", row.id, sender)
+        return IntakeResult("dropped", row.id, flags=sorted(flags), reason="loop")
+
+    ctx = ThreadContext(session, mail, sender, settings.secret_key, settings.subject_tag_prefix)
+    match = find_ticket(ctx)
+    flags |= ctx.flags
+    automated = is_automated(flags)
+    agent = _agent(session, sender)
+
+    if match is not None:
+        ticket = match.ticket
+        contact = (
+            None if agent else contacts.get_or_create(session, sender, mail.from_name, now=now)
+        )
+        tickets.add_inbound_message(
+            session, ticket, mail, raw_mail_id=row.id, contact=contact,
+            author_id=agent.id if agent else None, flags=sorted(flags), also_addressed=[], now=now,
+        )  # fmt: skip
+        if not agent:
+            tickets.record_customer_reply(ticket, automated=automated, now=now)
+        if not automated:
+            _add_ccs(session, ticket, mail, directory, now)
+        row.ticket_id = ticket.id
+        return IntakeResult("follow_up", row.id, ticket.number, sorted(flags), match.rule)
+
+    if "out_of_office" in flags:
+        log.info("dropped out-of-office reply matching no ticket: raw mail %s", row.id)
+        return IntakeResult("dropped", row.id, flags=sorted(flags), reason="out_of_office")
+    if not sender:
+        raise ParseError("no sender address in From or the envelope")
+
+    slugs = directory.queues_for(list(envelope.rcpt_tos)) or _queues_from_headers(mail, directory)
+    if not slugs:
+        raise ParseError("no recipient routes to a queue")
+    queue = queues.by_slug(session, slugs[0])
+    if queue is None:
+        raise ParseError(f"queue {slugs[0]} no longer exists")
+    requester = contacts.get_or_create(session, sender, mail.from_name, now=now)
+    ticket = tickets.open_ticket(
+        session, queue=queue, requester=requester, subject=mail.subject, now=now
+    )
+    message = tickets.add_inbound_message(
+        session, ticket, mail, raw_mail_id=row.id, contact=requester,
+        author_id=agent.id if agent else None, flags=sorted(flags),
+        also_addressed=slugs[1:], now=now,
+    )  # fmt: skip
+    if not automated:
+        _add_ccs(session, ticket, mail, directory, now)
+    session.flush()
+    row.ticket_id = ticket.id
+    if not automated and not agent:
+        acknowledge(session, ticket, message, settings=settings, now=now)
+    return IntakeResult("new_ticket", row.id, ticket.number, sorted(flags))
+
+
+def _agent(session: Session, address: str) -> User | None:
+    if not address:
+        return None
+    return session.scalars(select(User).where(User.email == address, User.active)).one_or_none()
+
+
+def _queues_from_headers(mail: InboundEmail, directory: QueueDirectory) -> list[str]:
+    return directory.queues_for([address for _, address in [*mail.to, *mail.cc]])
+
+
+def _add_ccs(
+    session: Session, ticket: Ticket, mail: InboundEmail, directory: QueueDirectory, now: datetime
+) -> None:
+    """Customer addresses in To/Cc become CCs; our own addresses and agents never do."""
+    for name, address in [*mail.to, *mail.cc]:
+        if directory.route(address)[0] is Route.QUEUE or address == ticket.requester.email:
+            continue
+        if _agent(session, address) is not None:
+            continue
+        tickets.add_cc(session, ticket, contacts.get_or_create(session, address, name, now=now))

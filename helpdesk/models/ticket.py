@@ -1,0 +1,76 @@
+"""Tickets, their CCs, and the counter that hands out public ticket numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from helpdesk.models.base import Base
+from helpdesk.models.contact import Contact
+from helpdesk.models.queue import Queue
+
+STATUSES = ("new", "open", "pending", "resolved", "closed")
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (Index("ix_tickets_queue_status_updated", "queue_id", "status", "updated_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(unique=True)
+    queue_id: Mapped[int] = mapped_column(ForeignKey("queues.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    requester_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+
+    queue: Mapped[Queue] = relationship(lazy="joined")
+    requester: Mapped[Contact] = relationship(lazy="joined")
+    assignee: Mapped[User | None] = relationship(lazy="joined")  # noqa: F821
+    cc_links: Mapped[list[TicketCC]] = relationship(
+        back_populates="ticket", cascade="all, delete-orphan", order_by="TicketCC.id"
+    )
+    messages: Mapped[list[Message]] = relationship(  # noqa: F821
+        back_populates="ticket", order_by="Message.id"
+    )
+
+    @property
+    def ccs(self) -> list[Contact]:
+        return [link.contact for link in self.cc_links]
+
+
+class TicketCC(Base):
+    __tablename__ = "ticket_ccs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+
+    ticket: Mapped[Ticket] = relationship(back_populates="cc_links")
+    contact: Mapped[Contact] = relationship(lazy="joined")
+
+    __table_args__ = (
+        Index("uq_ticket_ccs_ticket_contact", "ticket_id", "contact_id", unique=True),
+    )
+
+
+class Counter(Base):
+    """Named gapless counters; ``ticket_number`` numbers tickets.
+
+    Incremented with UPDATE ... RETURNING inside the caller's transaction, so
+    two gateways never hand out the same number and a rollback leaves no gap.
+    """
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int]

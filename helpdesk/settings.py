@@ -1,0 +1,156 @@
+"""Settings: the ``HELPDESK_*`` keys, read once by the caller and passed down.
+
+Precedence, highest first: the process environment, a ``.env`` file in the
+working directory, ``instance/config.toml``, then the defaults below. Nothing
+here runs at import time; ``Settings.load()`` is called by the CLI and by the
+app factory, and everything else receives the resulting object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PREFIX = "HELPDESK_"
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message says which."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults of DESIGN.md's contract."""
+
+    instance_path: Path = Path("instance")
+    database_url: str = "sqlite:///instance/helpdesk.db"
+    secret_key: str = ""
+    mail_domain: str = "example.com"
+    smtp_relay: str = "127.0.0.1:25"
+    smtp_relay_starttls: bool = False
+    smtp_relay_tls: bool = False
+    smtp_relay_user: str = ""
+    smtp_relay_password: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
+    timezone: str = "UTC"
+    # Gateway limits.
+    max_message_size: int = 25 * MIB
+    max_recipients: int = 100
+    max_connections: int = 200
+    smtp_timeout: float = 300.0
+    smtp_hostname: str = ""
+    intake_timeout: float = 30.0
+    database_timeout: float = 5.0
+    # Mail behaviour.
+    subject_tag_prefix: str = "HD#"
+    ack_window_minutes: int = 60
+    sender_name: str = "Support"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        instance_path: str | Path | None = None,
+        dotenv_path: str | Path | None = ".env",
+        **overrides: object,
+    ) -> Settings:
+        """Read settings from config.toml, .env and the environment, in that order."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, str] = {}
+        instance = Path(instance_path or environ.get(PREFIX + "INSTANCE_PATH") or cls.instance_path)
+        config_file = instance / "config.toml"
+        if config_file.is_file():
+            with config_file.open("rb") as fh:
+                data = tomllib.load(fh)
+            for key, value in data.items():
+                name = key.upper()
+                if name.startswith(PREFIX):
+                    name = name[len(PREFIX) :]
+                raw[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        if dotenv_path and Path(dotenv_path).is_file():
+            for key, value in dotenv_values(dotenv_path).items():
+                if key.startswith(PREFIX) and value is not None:
+                    raw[key[len(PREFIX) :]] = value
+        for key, value in environ.items():
+            if key.startswith(PREFIX):
+                raw[key[len(PREFIX) :]] = value
+
+        values: dict[str, object] = {"instance_path": instance}
+        known = {f.name: f for f in fields(cls)}
+        for name, value in raw.items():
+            attr = name.lower()
+            if attr in {"instance_path", "extra"} or attr not in known:
+                continue
+            default = getattr(cls, attr, None)
+            try:
+                if isinstance(default, bool):
+                    values[attr] = _bool(value)
+                elif isinstance(default, int):
+                    values[attr] = int(value)
+                elif isinstance(default, float):
+                    values[attr] = float(value)
+                else:
+                    values[attr] = value
+            except ValueError as exc:
+                raise SettingsError(f"{PREFIX}{name}: {exc}") from exc
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise SettingsError with a clear message for a malformed value."""
+        if "@" in self.mail_domain or not self.mail_domain.strip():
+            raise SettingsError(
+                f"{PREFIX}MAIL_DOMAIN must be a bare domain, got {self.mail_domain!r}"
+            )
+        host, _, port = self.smtp_relay.rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(f"{PREFIX}SMTP_RELAY must be host:port, got {self.smtp_relay!r}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY must be set together")
+        if self.require_tls and not self.tls_cert:
+            raise SettingsError(f"{PREFIX}REQUIRE_TLS needs {PREFIX}TLS_CERT and {PREFIX}TLS_KEY")
+
+    @property
+    def relay_address(self) -> tuple[str, int]:
+        host, _, port = self.smtp_relay.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def with_secret_key(self) -> Settings:
+        """Return settings whose secret key is set, generating it once into the instance."""
+        if self.secret_key:
+            return self
+        key_file = self.instance_path / "secret_key"
+        if not key_file.is_file():
+            self.instance_path.mkdir(parents=True, exist_ok=True)
+            # Write then link: two processes starting at once agree on one key.
+            tmp = key_file.with_name(f".secret_key.{os.getpid()}")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, key_file)
+            tmp.unlink()
+        key = key_file.read_text().strip()
+        return replace(self, secret_key=key)

@@ -1,0 +1,113 @@
+"""Threading: which existing ticket, if any, a received message belongs to.
+
+The rules run in order and the first match wins (DESIGN.md, "Email rules"):
+our signed Message-IDs in In-Reply-To/References, then any stored Message-ID,
+then the subject tag, which only counts when the sender already takes part in
+the ticket. Subject text alone never threads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from helpdesk.mail.messageid import verify_message_id
+from helpdesk.mail.parse import InboundEmail
+from helpdesk.models import Message, Ticket, User
+from helpdesk.tickets import by_number, resolve_merges
+
+
+@dataclass
+class ThreadContext:
+    session: Session
+    mail: InboundEmail
+    sender: str
+    secret_key: str
+    tag_prefix: str
+    flags: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ThreadMatch:
+    ticket: Ticket
+    rule: str
+
+
+def referenced_ids(mail: InboundEmail) -> list[str]:
+    """In-Reply-To first, then References newest first, each once."""
+    ordered: list[str] = []
+    for mid in [*mail.in_reply_to, *reversed(mail.references)]:
+        if mid not in ordered:
+            ordered.append(mid)
+    return ordered[:100]
+
+
+def signed_reference(ctx: ThreadContext) -> Ticket | None:
+    for mid in referenced_ids(ctx.mail):
+        number = verify_message_id(ctx.secret_key, mid)
+        if number is not None:
+            ticket = by_number(ctx.session, number)
+            if ticket is not None:
+                return ticket
+    return None
+
+
+def stored_reference(ctx: ThreadContext) -> Ticket | None:
+    ids = referenced_ids(ctx.mail)
+    if not ids:
+        return None
+    rows = ctx.session.execute(
+        select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(ids))
+    ).all()
+    found = {mid: ticket_id for mid, ticket_id in rows}
+    for mid in ids:
+        if mid in found:
+            return ctx.session.get(Ticket, found[mid])
+    return None
+
+
+def is_participant(session: Session, ticket: Ticket, address: str) -> bool:
+    if not address:
+        return False
+    if ticket.requester.email == address:
+        return True
+    if any(cc.email == address for cc in ticket.ccs):
+        return True
+    user = session.scalars(select(User).where(User.email == address, User.active)).one_or_none()
+    return user is not None
+
+
+def subject_tag(ctx: ThreadContext) -> Ticket | None:
+    pattern = re.compile(r"\[" + re.escape(ctx.tag_prefix) + r"\s*(\d{1,12})\]", re.IGNORECASE)
+    match = pattern.search(ctx.mail.subject)
+    if not match:
+        return None
+    ticket = by_number(ctx.session, int(match.group(1)))
+    if ticket is None:
+        ctx.flags.add("unknown_tag")
+        return None
+    target = resolve_merges(ctx.session, ticket)
+    if not is_participant(ctx.session, target, ctx.sender):
+        ctx.flags.add("tag_mismatch")
+        return None
+    return ticket
+
+
+RULES: tuple[tuple[str, Callable[[ThreadContext], Ticket | None]], ...] = (
+    ("signed_reference", signed_reference),
+    ("stored_reference", stored_reference),
+    ("subject_tag", subject_tag),
+)
+
+
+def find_ticket(ctx: ThreadContext) -> ThreadMatch | None:
+    """The ticket the message follows up on (after merges), or None for a new ticket."""
+    for name, rule in RULES:
+        ticket = rule(ctx)
+        if ticket is not None:
+            return ThreadMatch(resolve_merges(ctx.session, ticket), name)
+    return None

@@ -1,0 +1,87 @@
+"""Users and API tokens: creating and updating accounts, issuing and checking tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from helpdesk.mail.addresses import normalise_address
+from helpdesk.models import ROLES, ApiToken, Queue, User
+
+
+class UserError(ValueError):
+    """Bad input for a user operation; the message is safe to show."""
+
+
+def by_email(session: Session, email: str) -> User | None:
+    return session.scalars(select(User).where(User.email == normalise_address(email))).one_or_none()
+
+
+def add_or_update(
+    session: Session,
+    email: str,
+    *,
+    role: str,
+    queue_slugs: list[str] | None = None,
+    password: str | None = None,
+    name: str | None = None,
+    now: datetime,
+) -> User:
+    """Create the user, or update role, queues (when given) and password (when given)."""
+    email = normalise_address(email)
+    if "@" not in email or email.startswith("@") or email.endswith("@"):
+        raise UserError(f"not an email address: {email!r}")
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    user = by_email(session, email)
+    if user is None:
+        user = User(email=email, role=role, name=name or "", created_at=now, active=True)
+        session.add(user)
+    user.role = role
+    if name is not None:
+        user.name = name
+    if queue_slugs is not None:
+        found = list(session.scalars(select(Queue).where(Queue.slug.in_(queue_slugs))))
+        missing = sorted(set(queue_slugs) - {q.slug for q in found})
+        if missing:
+            raise UserError(f"no such queue: {', '.join(missing)}")
+        user.queues = found
+    if password is not None:
+        if len(password) < 8:
+            raise UserError("password must be at least 8 characters")
+        user.password_hash = generate_password_hash(password)
+    session.flush()
+    return user
+
+
+def check_password(user: User, password: str) -> bool:
+    return bool(user.password_hash) and check_password_hash(user.password_hash, password)
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, user: User, *, now: datetime) -> str:
+    """A new bearer token for the user; only its hash is stored, so print it now."""
+    token = "hd_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(user=user, token_hash=_hash_token(token), created_at=now))
+    session.flush()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The active user a bearer token belongs to, or None."""
+    if not token:
+        return None
+    row = session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == _hash_token(token))
+    ).one_or_none()
+    if row is None or not row.user.active:
+        return None
+    return row.user

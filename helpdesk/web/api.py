@@ -1,0 +1,113 @@
+"""The JSON API under /api/v1: bearer tokens, and the tickets a token's user may see."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, abort, g, jsonify, request
+
+from helpdesk.listing import ListingError, TicketFilter, list_tickets, visible_ticket
+from helpdesk.models import Message, Ticket
+from helpdesk.users import user_for_token
+from helpdesk.web.db import get_session
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.errorhandler(400)
+@bp.errorhandler(401)
+@bp.errorhandler(404)
+def _json_error(error):  # type: ignore[no-untyped-def]
+    response = jsonify(error=error.description if error.code != 404 else "not found")
+    response.status_code = error.code
+    if error.code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="helpdesk"'
+    return response
+
+
+@bp.before_request
+def _authenticate() -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = user_for_token(get_session(), token.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
+        abort(401, description="a valid bearer token is required")
+    g.api_user = user
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def ticket_json(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "queue": ticket.queue.slug,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "requester": ticket.requester.email,
+        "assignee": ticket.assignee.email if ticket.assignee else None,
+        "ccs": [contact.email for contact in ticket.ccs],
+        "created_at": _iso(ticket.created_at),
+        "updated_at": _iso(ticket.updated_at),
+        "sla": None,
+    }
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "kind": message.kind,
+        "from": message.from_address,
+        "from_name": message.from_name,
+        "to": message.to_addresses,
+        "cc": message.cc_addresses,
+        "subject": message.subject,
+        "text": message.text_body,
+        "message_id": message.message_id,
+        "created_at": _iso(message.created_at),
+        "flags": message.flags,
+        "also_addressed": message.also_addressed,
+        "attachments": [
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for a in message.attachments
+        ],
+    }
+
+
+@bp.get("/tickets")
+def tickets_index():  # type: ignore[no-untyped-def]
+    try:
+        page = int(request.args.get("page", "1"))
+    except ValueError:
+        abort(400, description="page must be a whole number")
+    filters = TicketFilter(
+        queue=request.args.get("queue") or None,
+        status=request.args.get("status") or None,
+        q=request.args.get("q") or None,
+        page=page,
+    )
+    try:
+        result = list_tickets(get_session(), g.api_user, filters)
+    except ListingError as exc:
+        abort(400, description=str(exc))
+    return jsonify(
+        tickets=[ticket_json(t) for t in result.tickets],
+        page=result.page,
+        per_page=result.per_page,
+        total=result.total,
+    )
+
+
+@bp.get("/tickets/<int:number>")
+def tickets_show(number: int):  # type: ignore[no-untyped-def]
+    ticket = visible_ticket(get_session(), g.api_user, number)
+    if ticket is None:
+        abort(404)
+    return jsonify(ticket_json(ticket) | {"messages": [message_json(m) for m in ticket.messages]})

@@ -1,0 +1,28 @@
+"""Per-request database sessions: opened on first use, closed at teardown."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session
+
+from helpdesk.settings import Settings
+
+
+def get_session() -> Session:
+    if "db" not in g:
+        g.db = current_app.extensions["helpdesk"]["sessions"]()
+    return g.db
+
+
+def get_settings() -> Settings:
+    return current_app.extensions["helpdesk"]["settings"]
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_appcontext(close_session)

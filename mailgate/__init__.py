@@ -1,0 +1,1 @@
+"""The mail gateway: SMTP in (aiosmtpd) and, later, SMTP out (the outbox sender)."""

@@ -1,0 +1,109 @@
+"""The aiosmtpd handler: validates recipients, hands DATA to the committer, and
+maps outcomes to SMTP replies. No database work runs on the event loop.
+
+Replies: 250 only after commit; any failure is ``451 4.3.0`` without internal
+text; an address of ours that is no queue is ``550 5.1.1``; any other domain is
+``550 5.7.1`` (never an open relay); past the recipient cap, ``452 4.5.3``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from helpdesk import queues
+from helpdesk.db import session_factory
+from helpdesk.intake import Envelope
+from helpdesk.mail.addresses import QueueDirectory, Route
+from helpdesk.settings import Settings
+from mailgate.committer import IntakeCommitter
+
+log = logging.getLogger(__name__)
+
+TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
+NO_SUCH_USER = "550 5.1.1 No such mailbox here"
+RELAY_DENIED = "550 5.7.1 Relaying denied"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+
+
+class DirectoryCache:
+    """The queue address directory, reloaded off the event loop every few seconds."""
+
+    def __init__(self, sessions, settings: Settings, ttl: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+        self._sessions = sessions
+        self._settings = settings
+        self._ttl = ttl
+        self._value: QueueDirectory | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _load(self) -> QueueDirectory:
+        with self._sessions() as session:
+            return queues.directory(session, mail_domain=self._settings.mail_domain)
+
+    async def get(self) -> QueueDirectory:
+        if self._value is not None and time.monotonic() - self._loaded_at < self._ttl:
+            return self._value
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._loaded_at >= self._ttl:
+                timeout = self._settings.database_timeout + 1
+                self._value = await asyncio.wait_for(asyncio.to_thread(self._load), timeout)
+                self._loaded_at = time.monotonic()
+        return self._value
+
+
+class IntakeHandler:
+    def __init__(self, committer: IntakeCommitter, directory: DirectoryCache, settings: Settings):
+        self.committer = committer
+        self.directory = directory
+        self.settings = settings
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return TOO_MANY_RECIPIENTS
+        try:
+            directory = await self.directory.get()
+        except Exception:
+            log.exception("cannot load the queue directory")
+            return TEMPFAIL
+        kind, _slug = directory.route(address)
+        if kind is Route.FOREIGN:
+            return RELAY_DENIED
+        if kind is Route.UNKNOWN:
+            return NO_SUCH_USER
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.append(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        peer = session.peer
+        meta = Envelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
+            helo=session.host_name or "",
+        )
+        try:
+            result = await asyncio.wait_for(
+                self.committer.submit(raw, meta), self.settings.intake_timeout
+            )
+        except Exception:
+            log.exception("intake failed; the sender will retry")
+            return TEMPFAIL
+        log.info("raw mail %s: %s", result.raw_mail_id, result.outcome)
+        return "250 2.0.0 Message accepted"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("SMTP session error: %r", error)
+        return TEMPFAIL
+
+
+def build_handler(engine, settings: Settings, **committer_options) -> IntakeHandler:  # type: ignore[no-untyped-def]
+    committer = IntakeCommitter(session_factory(engine, write=True), settings, **committer_options)
+    committer.start()
+    directory = DirectoryCache(session_factory(engine), settings)
+    return IntakeHandler(committer, directory, settings)

@@ -1,0 +1,197 @@
+"""Shared fixtures: a fresh database per test on SQLite and on PostgreSQL, settings,
+a running gateway on a free loopback port, and an aiosmtpd sink as the relay.
+
+Every test that asks for ``engine`` (directly or through ``gateway``, ``app``
+and friends) runs twice: once on SQLite, once on PostgreSQL. PostgreSQL comes
+from ``HELPDESK_TEST_POSTGRES_URL`` (default: database ``test`` on
+127.0.0.1:5432); when it is unreachable those cases are skipped, unless
+``HELPDESK_TEST_REQUIRE_POSTGRES=1`` (as CI sets) makes that an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import smtplib
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from helpdesk import db, queues, users
+from helpdesk.clock import utcnow
+from helpdesk.settings import Settings
+
+PG_URL = os.environ.get(
+    "HELPDESK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("HELPDESK_TEST_REQUIRE_POSTGRES") == "1"
+BACKENDS = [b for b in os.environ.get("HELPDESK_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+SECRET = "test-secret-key-not-for-production"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pg_available() -> str | None:
+    try:
+        engine = create_engine(db.normalise_url(PG_URL), connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return None
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS, scope="session")
+
+
+def _settings(instance: Path, url: str, **overrides: object) -> Settings:
+    return Settings.load(
+        environ={},
+        instance_path=instance,
+        dotenv_path=None,
+        database_url=url,
+        secret_key=SECRET,
+        mail_domain="example.com",
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def database_template(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, seeded database to copy per test (file copy or CREATE DATABASE ... TEMPLATE)."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        url = f"sqlite:///{path}"
+    else:
+        reason = _pg_available()
+        if reason:
+            if REQUIRE_PG:
+                pytest.fail(reason)
+            pytest.skip(reason)
+        name = f"hd_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        _pg_admin(f'CREATE DATABASE "{name}"')
+        url = str(make_url(db.normalise_url(PG_URL)).set(database=name).render_as_string(False))
+    settings = _settings(tmp_path_factory.mktemp("tmpl-instance"), url)
+    engine = db.make_engine(settings)
+    db.upgrade(engine)
+    with db.session_factory(engine, write=True)() as session, session.begin():
+        queues.seed(session, mail_domain=settings.mail_domain, now=utcnow())
+    engine.dispose()
+    yield url
+    if backend == "postgresql":
+        _pg_admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+def _pg_admin(sql: str) -> None:
+    engine = create_engine(db.normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(sql))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(backend: str, database_template: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh copy of the template database for this test."""
+    if backend == "sqlite":
+        path = tmp_path / "helpdesk.db"
+        shutil.copy(make_url(database_template).database, path)
+        yield f"sqlite:///{path}"
+        return
+    name = f"hd_test_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(database_template).database}"')
+    yield str(make_url(database_template).set(database=name).render_as_string(False))
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    instance = tmp_path / "instance"
+    instance.mkdir(exist_ok=True)
+    return _settings(instance, database_url)
+
+
+@pytest.fixture
+def engine(settings: Settings):  # type: ignore[no-untyped-def]
+    engine = db.make_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine):  # type: ignore[no-untyped-def]
+    """A session for reading what the code under test committed."""
+    with db.session_factory(engine)() as session:
+        yield session
+
+
+@dataclass
+class RunningGateway:
+    host: str
+    port: int
+    gateway: object
+
+    def smtp(self) -> smtplib.SMTP:
+        return smtplib.SMTP(self.host, self.port, timeout=30)
+
+    def send(
+        self, raw: bytes, *, mail_from: str = "customer@customer.example", to: list[str] | None = None
+    ) -> dict:
+        """Send ``raw``; returns smtplib's refused-recipients dict (raises on failure)."""
+        with self.smtp() as client:
+            return client.sendmail(mail_from, to or ["help-desk@example.com"], raw)
+
+
+def start_gateway(settings: Settings, engine) -> RunningGateway:  # type: ignore[no-untyped-def]
+    from mailgate.server import start_gateway as start
+
+    port = free_port()
+    gateway = start(settings, "127.0.0.1", port, engine)
+    return RunningGateway("127.0.0.1", port, gateway)
+
+
+@pytest.fixture
+def gateway(settings: Settings, engine) -> Iterator[RunningGateway]:  # type: ignore[no-untyped-def]
+    running = start_gateway(settings, engine)
+    yield running
+    running.gateway.stop()
+
+
+@pytest.fixture
+def make_user(engine):  # type: ignore[no-untyped-def]
+    """Create a user and return (user email, API token)."""
+
+    def make(email: str, role: str = "agent", queues_: list[str] | None = None) -> str:
+        with db.session_factory(engine, write=True)() as session, session.begin():
+            user = users.add_or_update(
+                session, email, role=role, queue_slugs=queues_, password="password123", now=utcnow()
+            )
+            return users.create_token(session, user, now=utcnow())
+
+    return make
+
+
+@pytest.fixture
+def app(settings: Settings, engine):  # type: ignore[no-untyped-def]
+    from helpdesk.web import create_app
+
+    app = create_app(settings, engine)
+    app.config.update(TESTING=True)
+    return app
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()

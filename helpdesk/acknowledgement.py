@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from helpdesk.mail.compose import Outgoing, render, reply_subject
+from helpdesk.mail.compose import Outgoing, render_for_queue, reply_subject, thread_references
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import Contact, Message, OutboxMail, Ticket
 from helpdesk.outbox import enqueue
@@ -29,9 +29,9 @@ def acknowledge(
     if not due(contact, window=timedelta(minutes=settings.ack_window_minutes), now=now):
         return None
     context = {"ticket": ticket, "queue": ticket.queue, "requester": contact, "settings": settings}
-    text = render("email/acknowledgement.txt", **context)
-    html = render("email/acknowledgement.html", **context)
-    references = [*inbound.references_header.split(), inbound.message_id][-20:]
+    slug = ticket.queue.slug
+    text = render_for_queue("acknowledgement.txt", slug, **context)
+    html = render_for_queue("acknowledgement.html", slug, **context)
     out = Outgoing(
         from_address=ticket.queue.email_address,
         from_name=f"{settings.sender_name} ({ticket.queue.name})",
@@ -41,7 +41,8 @@ def acknowledge(
         text=text,
         html=html,
         in_reply_to=inbound.message_id,
-        references=references,
+        references=thread_references(inbound.references_header, inbound.message_id),
+        reply_to=settings.reply_to,
         automatic=True,
         loop_marker=settings.mail_domain,
     )

@@ -93,7 +93,8 @@ def _web_server(settings: Settings, engine: Engine, host: str, port: int):  # ty
 @click.option("--web", "web_addr", default="127.0.0.1:8080", show_default=True)
 @click.option("--smtp", "smtp_addr", default="127.0.0.1:2525", show_default=True)
 def serve_command(web_addr: str, smtp_addr: str) -> None:
-    """Run web app and mail gateway in one process (creates the database if needed)."""
+    """Run web app, mail gateway and worker in one process (creates the database if needed)."""
+    from mailgate.outbox_sender import start_worker
     from mailgate.server import start_gateway
 
     settings, engine = _load()
@@ -101,6 +102,7 @@ def serve_command(web_addr: str, smtp_addr: str) -> None:
     web_host, web_port = _host_port(web_addr, "--web")
     smtp_host, smtp_port = _host_port(smtp_addr, "--smtp")
     gateway = start_gateway(settings, smtp_host, smtp_port, engine)
+    worker, _ = start_worker(settings, engine)
     server = _web_server(settings, engine, web_host, web_port)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
@@ -110,6 +112,7 @@ def serve_command(web_addr: str, smtp_addr: str) -> None:
     finally:
         server.close()
         gateway.stop()
+        worker.stop()
 
 
 @cli.command("web", with_appcontext=False)
@@ -138,6 +141,22 @@ def mailgate_command(smtp_addr: str) -> None:
         _wait_for_signal()
     finally:
         gateway.stop()
+
+
+@cli.command("worker", with_appcontext=False)
+def worker_command() -> None:
+    """Run the worker alone: delivers the outbox through HELPDESK_SMTP_RELAY."""
+    from mailgate.outbox_sender import start_worker
+
+    settings, engine = _load()
+    _require_schema(engine)
+    worker, thread = start_worker(settings, engine)
+    click.echo(f"helpdesk worker delivering to {settings.smtp_relay}", err=True)
+    try:
+        _wait_for_signal()
+    finally:
+        worker.stop()
+        thread.join(30)
 
 
 @cli.group("user")

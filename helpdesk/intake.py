@@ -24,6 +24,7 @@ from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
 from helpdesk.mail.classify import classify, is_automated
 from helpdesk.mail.parse import InboundEmail, ParseError, parse
 from helpdesk.models import RawMail, Ticket, User
+from helpdesk.notifications import notify
 from helpdesk.settings import Settings
 from helpdesk.threads import ThreadContext, find_ticket
 
@@ -199,6 +200,10 @@ def _apply(
         )  # fmt: skip
         if not agent:
             tickets.record_customer_reply(ticket, automated=automated, now=now)
+            if not automated:
+                notify(
+                    session, ticket, "customer_reply", settings=settings, now=now, excerpt=mail.text
+                )
         if not automated:
             _add_ccs(session, ticket, mail, directory, now)
         row.ticket_id = ticket.id
@@ -231,6 +236,11 @@ def _apply(
     row.ticket_id = ticket.id
     if not automated and not agent:
         acknowledge(session, ticket, message, settings=settings, now=now)
+    if not automated:
+        notify(
+            session, ticket, "new_ticket", settings=settings, now=now,
+            actor_id=agent.id if agent else None, excerpt=mail.text,
+        )  # fmt: skip
     return IntakeResult("new_ticket", row.id, ticket.number, sorted(flags))
 
 

@@ -4,7 +4,9 @@ ticket plus an outbox row, in the caller's transaction. Delivery is the worker's
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,8 +36,8 @@ def enqueue(
     now: datetime,
     author_id: int | None = None,
     flags: tuple[str, ...] = (),
-) -> OutboxMail | None:
-    """Record the mail on the ticket and queue it; None if every recipient is suppressed."""
+) -> tuple[Message, OutboxMail | None]:
+    """Record the mail on the ticket and queue it (no row if every recipient is suppressed)."""
     skip = suppressed(session, [*out.to, *out.cc])
     out.to = [a for a in out.to if a not in skip]
     out.cc = [a for a in out.cc if a not in skip]
@@ -63,7 +65,23 @@ def enqueue(
     )
     session.add(message)
     if not out.to and not out.cc:
-        return None
+        return message, None
+    return message, queue_mail(
+        session, ticket, mime, out, purpose=purpose, now=now, message=message
+    )
+
+
+def queue_mail(
+    session: Session,
+    ticket: Ticket | None,
+    mime: EmailMessage,
+    out: Outgoing,
+    *,
+    purpose: str,
+    now: datetime,
+    message: Message | None = None,
+) -> OutboxMail:
+    """The outbox row alone (notifications are not messages of the thread)."""
     row = OutboxMail(
         ticket=ticket,
         message=message,
@@ -74,7 +92,75 @@ def enqueue(
         attempts=0,
         next_attempt_at=now,
         created_at=now,
-        content=mime.as_bytes(),
+        # CRLF line endings: the bytes go to SMTP as they are (and DKIM signs them).
+        content=mime.as_bytes(policy=SMTP),
     )
     session.add(row)
     return row
+
+
+# --- Delivery bookkeeping, used by the worker -------------------------------
+
+MAX_ATTEMPTS = 12
+BACKOFF_BASE = timedelta(minutes=1)
+BACKOFF_MAX = timedelta(hours=6)
+# How long a claimed row may stay 'sending' before another worker takes it
+# over (the first one is presumed dead). The at-least-once window: a worker
+# that dies after the relay said 250 but before record_sent committed makes
+# the row due again after the lease, and it is sent a second time with the
+# same Message-ID (which mail clients fold into one).
+LEASE = timedelta(minutes=5)
+
+
+def backoff(attempts: int) -> timedelta:
+    """1, 2, 4, 8 ... minutes, capped at six hours."""
+    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[OutboxMail]:
+    """Claim up to ``limit`` due rows for this worker and count the attempt.
+
+    On PostgreSQL the rows are locked with FOR UPDATE SKIP LOCKED, so several
+    workers never claim the same row; on SQLite the caller's write
+    transaction (BEGIN IMMEDIATE) serialises claimers. The caller commits
+    before sending: the attempt is on record before any byte leaves.
+    """
+    stmt = (
+        select(OutboxMail)
+        .where(OutboxMail.state.in_(("queued", "sending")), OutboxMail.next_attempt_at <= now)
+        .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = list(session.scalars(stmt))
+    for row in rows:
+        row.state = "sending"
+        row.attempts += 1
+        row.next_attempt_at = now + LEASE
+    return rows
+
+
+def record_sent(session: Session, row: OutboxMail, *, now: datetime, note: str = "") -> None:
+    row.state = "sent"
+    row.sent_at = now
+    row.last_error = note
+
+
+def record_failure(
+    session: Session, row: OutboxMail, error: str, *, permanent: bool, now: datetime
+) -> None:
+    """A 5xx is final; a 4xx or a connection error is retried with backoff."""
+    row.last_error = error[:2000]
+    if permanent or row.attempts >= MAX_ATTEMPTS:
+        row.state = "failed"
+    else:
+        row.state = "queued"
+        row.next_attempt_at = now + backoff(row.attempts)
+
+
+def delivery_states(session: Session, message_ids: list[int]) -> dict[int, OutboxMail]:
+    """The outbox row of each outbound message, for showing delivery on the ticket."""
+    if not message_ids:
+        return {}
+    rows = session.scalars(select(OutboxMail).where(OutboxMail.message_id.in_(message_ids)))
+    return {row.message_id: row for row in rows if row.message_id is not None}

@@ -52,6 +52,10 @@ class Settings:
     tls_key: str = ""
     require_tls: bool = False
     timezone: str = "UTC"
+    # Optional DKIM signing of outgoing mail (dkimpy); domain defaults to mail_domain.
+    dkim_key_file: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
     # Gateway limits.
     max_message_size: int = 25 * MIB
     max_recipients: int = 100
@@ -64,6 +68,8 @@ class Settings:
     subject_tag_prefix: str = "HD#"
     ack_window_minutes: int = 60
     sender_name: str = "Support"
+    # Optional Reply-To on outgoing mail (default: none, replies go to the queue address).
+    reply_to: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -130,6 +136,10 @@ class Settings:
             raise SettingsError(f"{PREFIX}SMTP_RELAY must be host:port, got {self.smtp_relay!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise SettingsError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY must be set together")
+        if bool(self.dkim_key_file) != bool(self.dkim_selector):
+            raise SettingsError(
+                f"{PREFIX}DKIM_KEY_FILE and {PREFIX}DKIM_SELECTOR must be set together"
+            )
         if self.require_tls and not self.tls_cert:
             raise SettingsError(f"{PREFIX}REQUIRE_TLS needs {PREFIX}TLS_CERT and {PREFIX}TLS_KEY")
 

@@ -31,7 +31,9 @@ PG_URL = os.environ.get(
     "HELPDESK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_PG = os.environ.get("HELPDESK_TEST_REQUIRE_POSTGRES") == "1"
-BACKENDS = [b for b in os.environ.get("HELPDESK_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+BACKENDS = [
+    b for b in os.environ.get("HELPDESK_TEST_BACKENDS", "sqlite,postgresql").split(",") if b
+]
 SECRET = "test-secret-key-not-for-production"
 
 
@@ -147,7 +149,11 @@ class RunningGateway:
         return smtplib.SMTP(self.host, self.port, timeout=30)
 
     def send(
-        self, raw: bytes, *, mail_from: str = "customer@customer.example", to: list[str] | None = None
+        self,
+        raw: bytes,
+        *,
+        mail_from: str = "customer@customer.example",
+        to: list[str] | None = None,
     ) -> dict:
         """Send ``raw``; returns smtplib's refused-recipients dict (raises on failure)."""
         with self.smtp() as client:
@@ -195,3 +201,65 @@ def app(settings: Settings, engine):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
+
+
+class SinkHandler:
+    """An aiosmtpd handler that keeps what it receives and can answer with set codes.
+
+    ``replies`` is a list of SMTP replies to give to the next DATA commands
+    (e.g. ``["451 4.3.0 busy"]``); when empty, DATA gets 250.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.replies: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        if self.replies:
+            return self.replies.pop(0)
+        self.messages.append(
+            (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 2.0.0 OK"
+
+
+@dataclass
+class Relay:
+    host: str
+    port: int
+    handler: SinkHandler
+    controller: object
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def messages(self) -> list[tuple[str, list[str], bytes]]:
+        return self.handler.messages
+
+
+def start_relay(port: int | None = None) -> Relay:
+    from aiosmtpd.controller import Controller
+
+    handler = SinkHandler()
+    port = port or free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    return Relay("127.0.0.1", port, handler, controller)
+
+
+@pytest.fixture
+def relay() -> Iterator[Relay]:
+    """An aiosmtpd sink standing in for the outbound smarthost."""
+    running = start_relay()
+    yield running
+    running.controller.stop()
+
+
+@pytest.fixture
+def relay_settings(settings: Settings, relay: Relay) -> Settings:
+    """Settings whose HELPDESK_SMTP_RELAY is the test relay."""
+    from dataclasses import replace
+
+    return replace(settings, smtp_relay=relay.address)

@@ -41,8 +41,19 @@ def render(template: str, **context: object) -> str:
     return _environment(str(resource_dir("templates"))).get_template(template).render(**context)
 
 
-def template_exists(template: str) -> bool:
-    return (resource_dir("templates") / template).is_file()
+def render_for_queue(name: str, queue_slug: str, **context: object) -> str:
+    """``templates/email/queues/<slug>/<name>`` if the queue has its own, else ``email/<name>``."""
+    own = f"email/queues/{queue_slug}/{name}"
+    if (resource_dir("templates") / own).is_file():
+        return render(own, **context)
+    return render(f"email/{name}", **context)
+
+
+def thread_references(parent_references: str, parent_message_id: str) -> list[str]:
+    """References for a reply: the parent's chain plus the parent, the root kept when trimmed."""
+    chain = [*parent_references.split(), parent_message_id]
+    chain = list(dict.fromkeys(mid for mid in chain if mid))
+    return chain if len(chain) <= 20 else [chain[0], *chain[-19:]]
 
 
 def tag(prefix: str, number: int) -> str:

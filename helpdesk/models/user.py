@@ -30,6 +30,10 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
+    # Which notifications the user wants by email.
+    notify_new_ticket: Mapped[bool] = mapped_column(default=True)
+    notify_assigned: Mapped[bool] = mapped_column(default=True)
+    notify_customer_reply: Mapped[bool] = mapped_column(default=True)
 
     queues: Mapped[list[Queue]] = relationship(secondary=user_queues, order_by="Queue.slug")
     tokens: Mapped[list[ApiToken]] = relationship(

@@ -8,7 +8,8 @@ from typing import Any
 from flask import Blueprint, abort, g, jsonify, request
 
 from helpdesk.listing import ListingError, TicketFilter, list_tickets, visible_ticket
-from helpdesk.models import Message, Ticket
+from helpdesk.models import Message, OutboxMail, Ticket
+from helpdesk.outbox import delivery_states
 from helpdesk.users import user_for_token
 from helpdesk.web.db import get_session
 
@@ -56,7 +57,18 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def message_json(message: Message) -> dict[str, Any]:
+def delivery_json(row: OutboxMail | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "state": row.state,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "sent_at": _iso(row.sent_at),
+    }
+
+
+def message_json(message: Message, delivery: OutboxMail | None = None) -> dict[str, Any]:
     return {
         "kind": message.kind,
         "from": message.from_address,
@@ -78,6 +90,7 @@ def message_json(message: Message) -> dict[str, Any]:
             }
             for a in message.attachments
         ],
+        "delivery": delivery_json(delivery) if message.kind == "outbound" else None,
     }
 
 
@@ -110,4 +123,6 @@ def tickets_show(number: int):  # type: ignore[no-untyped-def]
     ticket = visible_ticket(get_session(), g.api_user, number)
     if ticket is None:
         abort(404)
-    return jsonify(ticket_json(ticket) | {"messages": [message_json(m) for m in ticket.messages]})
+    deliveries = delivery_states(get_session(), [m.id for m in ticket.messages])
+    messages = [message_json(m, deliveries.get(m.id)) for m in ticket.messages]
+    return jsonify(ticket_json(ticket) | {"messages": messages})

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 06:22:22.997366
+Create Date: 2026-11-26 06:31:15.509725
 """
 
 import sqlalchemy as sa
@@ -56,6 +56,9 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", helpdesk.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("notify_new_ticket", sa.Boolean(), nullable=False),
+        sa.Column("notify_assigned", sa.Boolean(), nullable=False),
+        sa.Column("notify_customer_reply", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
     )

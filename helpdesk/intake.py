@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk import contacts, queues, tickets
 from helpdesk.acknowledgement import acknowledge
+from helpdesk.bounces import apply_report, read_report
 from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
 from helpdesk.mail.classify import classify, is_automated
 from helpdesk.mail.parse import InboundEmail, ParseError, parse
@@ -183,65 +184,120 @@ def _apply(
         log.warning("dropped mail loop: raw mail %s from %s", row.id, sender)
         return IntakeResult("dropped", row.id, flags=sorted(flags), reason="loop")
 
-    ctx = ThreadContext(session, mail, sender, settings.secret_key, settings.subject_tag_prefix)
+    report = read_report(mail) if "bounce" in flags else None
+    if report is not None:
+        if not report.permanent:
+            log.info("delivery delayed for %s (raw mail %s)", ", ".join(report.delayed), row.id)
+            return IntakeResult("dropped", row.id, flags=sorted(flags), reason="delivery_delayed")
+        apply_report(session, report, now=now)
+
+    ctx = ThreadContext(
+        session, mail, sender, settings.secret_key, settings.subject_tag_prefix,
+        extra_references=report.original_message_ids if report else [],
+    )  # fmt: skip
     match = find_ticket(ctx)
     flags |= ctx.flags
-    automated = is_automated(flags)
-    agent = _agent(session, sender)
-
+    incoming = Incoming(
+        session, row, mail, sender, sorted(flags), _agent(session, sender), directory, settings, now
+    )
     if match is not None:
         ticket = match.ticket
-        contact = (
-            None if agent else contacts.get_or_create(session, sender, mail.from_name, now=now)
-        )
-        tickets.add_inbound_message(
-            session, ticket, mail, raw_mail_id=row.id, contact=contact,
-            author_id=agent.id if agent else None, flags=sorted(flags), also_addressed=[], now=now,
-        )  # fmt: skip
-        if not agent:
-            tickets.record_customer_reply(ticket, automated=automated, now=now)
-            if not automated:
-                notify(
-                    session, ticket, "customer_reply", settings=settings, now=now, excerpt=mail.text
-                )
-        if not automated:
-            _add_ccs(session, ticket, mail, directory, now)
-        row.ticket_id = ticket.id
-        return IntakeResult("follow_up", row.id, ticket.number, sorted(flags), match.rule)
+        if _opens_new_ticket(ticket, incoming):
+            return _new_ticket(incoming, [ticket.queue.slug], follow_up_of=ticket)
+        return _follow_up(incoming, ticket, match.rule)
 
-    if "out_of_office" in flags:
-        log.info("dropped out-of-office reply matching no ticket: raw mail %s", row.id)
-        return IntakeResult("dropped", row.id, flags=sorted(flags), reason="out_of_office")
+    if "out_of_office" in flags or "bounce" in flags:
+        reason = "bounce_unmatched" if "bounce" in flags else "out_of_office"
+        log.info("dropped %s matching no ticket: raw mail %s", reason, row.id)
+        return IntakeResult("dropped", row.id, flags=sorted(flags), reason=reason)
     if not sender:
         raise ParseError("no sender address in From or the envelope")
-
     slugs = directory.queues_for(list(envelope.rcpt_tos)) or _queues_from_headers(mail, directory)
     if not slugs:
         raise ParseError("no recipient routes to a queue")
+    return _new_ticket(incoming, slugs)
+
+
+@dataclass
+class Incoming:
+    """One classified message on its way into a ticket."""
+
+    session: Session
+    row: RawMail
+    mail: InboundEmail
+    sender: str
+    flags: list[str]
+    agent: User | None
+    directory: QueueDirectory
+    settings: Settings
+    now: datetime
+
+    @property
+    def automated(self) -> bool:
+        return is_automated(self.flags)
+
+
+def _opens_new_ticket(ticket: Ticket, incoming: Incoming) -> bool:
+    """A customer's reply to a closed ticket in a queue whose policy is "new_ticket"."""
+    return (
+        ticket.status == "closed"
+        and ticket.queue.closed_reply_policy == "new_ticket"
+        and not incoming.automated
+        and incoming.agent is None
+    )
+
+
+def _follow_up(incoming: Incoming, ticket: Ticket, rule: str) -> IntakeResult:
+    session, mail, agent, now = incoming.session, incoming.mail, incoming.agent, incoming.now
+    contact = (
+        None if agent else contacts.get_or_create(session, incoming.sender, mail.from_name, now=now)
+    )
+    tickets.add_inbound_message(
+        session, ticket, mail, raw_mail_id=incoming.row.id, contact=contact,
+        author_id=agent.id if agent else None, flags=incoming.flags, also_addressed=[], now=now,
+    )  # fmt: skip
+    if agent is None:
+        tickets.record_customer_reply(ticket, automated=incoming.automated, now=now)
+    if not incoming.automated:
+        _add_ccs(session, ticket, mail, incoming.directory, now)
+        if agent is None:
+            notify(
+                session, ticket, "customer_reply", settings=incoming.settings, now=now,
+                excerpt=mail.text,
+            )  # fmt: skip
+    incoming.row.ticket_id = ticket.id
+    return IntakeResult("follow_up", incoming.row.id, ticket.number, incoming.flags, rule)
+
+
+def _new_ticket(
+    incoming: Incoming, slugs: list[str], *, follow_up_of: Ticket | None = None
+) -> IntakeResult:
+    session, mail, agent, now = incoming.session, incoming.mail, incoming.agent, incoming.now
     queue = queues.by_slug(session, slugs[0])
     if queue is None:
         raise ParseError(f"queue {slugs[0]} no longer exists")
-    requester = contacts.get_or_create(session, sender, mail.from_name, now=now)
+    requester = contacts.get_or_create(session, incoming.sender, mail.from_name, now=now)
     ticket = tickets.open_ticket(
         session, queue=queue, requester=requester, subject=mail.subject, now=now
     )
+    ticket.follow_up_of = follow_up_of
     message = tickets.add_inbound_message(
-        session, ticket, mail, raw_mail_id=row.id, contact=requester,
-        author_id=agent.id if agent else None, flags=sorted(flags),
+        session, ticket, mail, raw_mail_id=incoming.row.id, contact=requester,
+        author_id=agent.id if agent else None, flags=incoming.flags,
         also_addressed=slugs[1:], now=now,
     )  # fmt: skip
-    if not automated:
-        _add_ccs(session, ticket, mail, directory, now)
+    if not incoming.automated:
+        _add_ccs(session, ticket, mail, incoming.directory, now)
     session.flush()
-    row.ticket_id = ticket.id
-    if not automated and not agent:
-        acknowledge(session, ticket, message, settings=settings, now=now)
-    if not automated:
+    incoming.row.ticket_id = ticket.id
+    if not incoming.automated:
+        if agent is None:
+            acknowledge(session, ticket, message, settings=incoming.settings, now=now)
         notify(
-            session, ticket, "new_ticket", settings=settings, now=now,
+            session, ticket, "new_ticket", settings=incoming.settings, now=now,
             actor_id=agent.id if agent else None, excerpt=mail.text,
         )  # fmt: skip
-    return IntakeResult("new_ticket", row.id, ticket.number, sorted(flags))
+    return IntakeResult("new_ticket", incoming.row.id, ticket.number, incoming.flags)
 
 
 def _agent(session: Session, address: str) -> User | None:

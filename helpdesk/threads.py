@@ -28,6 +28,8 @@ class ThreadContext:
     sender: str
     secret_key: str
     tag_prefix: str
+    # Message-IDs named elsewhere, e.g. the original message inside a bounce.
+    extra_references: list[str] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
 
 
@@ -37,17 +39,18 @@ class ThreadMatch:
     rule: str
 
 
-def referenced_ids(mail: InboundEmail) -> list[str]:
-    """In-Reply-To first, then References newest first, each once."""
+def referenced_ids(ctx: ThreadContext) -> list[str]:
+    """In-Reply-To first, then References newest first, then any extra ones, each once."""
+    mail = ctx.mail
     ordered: list[str] = []
-    for mid in [*mail.in_reply_to, *reversed(mail.references)]:
+    for mid in [*mail.in_reply_to, *reversed(mail.references), *ctx.extra_references]:
         if mid not in ordered:
             ordered.append(mid)
     return ordered[:100]
 
 
 def signed_reference(ctx: ThreadContext) -> Ticket | None:
-    for mid in referenced_ids(ctx.mail):
+    for mid in referenced_ids(ctx):
         number = verify_message_id(ctx.secret_key, mid)
         if number is not None:
             ticket = by_number(ctx.session, number)
@@ -57,7 +60,7 @@ def signed_reference(ctx: ThreadContext) -> Ticket | None:
 
 
 def stored_reference(ctx: ThreadContext) -> Ticket | None:
-    ids = referenced_ids(ctx.mail)
+    ids = referenced_ids(ctx)
     if not ids:
         return None
     rows = ctx.session.execute(

@@ -19,6 +19,9 @@ class Queue(Base):
     # What acknowledgements and replies are sent from.
     email_address: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime]
+    # What a customer's reply to a *closed* ticket does: "reopen" it, or open a
+    # "new_ticket" linked to it. A reply to a resolved ticket always reopens.
+    closed_reply_policy: Mapped[str] = mapped_column(String(16), default="reopen")
 
     addresses: Mapped[list[QueueAddress]] = relationship(
         back_populates="queue", cascade="all, delete-orphan", order_by="QueueAddress.id"

@@ -32,8 +32,13 @@ class Ticket(Base):
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # Set on a ticket opened by a reply to a closed ticket (queue policy "new_ticket").
+    follow_up_of_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
 
     queue: Mapped[Queue] = relationship(lazy="joined")
+    follow_up_of: Mapped[Ticket | None] = relationship(
+        remote_side="Ticket.id", foreign_keys=[follow_up_of_id]
+    )
     requester: Mapped[Contact] = relationship(lazy="joined")
     assignee: Mapped[User | None] = relationship(lazy="joined")  # noqa: F821
     cc_links: Mapped[list[TicketCC]] = relationship(

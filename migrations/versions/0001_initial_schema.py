@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 06:31:15.509725
+Create Date: 2026-11-26 06:32:53.758396
 """
 
 import sqlalchemy as sa
@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("email_address", sa.String(length=320), nullable=False),
         sa.Column("created_at", helpdesk.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("closed_reply_policy", sa.String(length=16), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_queues")),
         sa.UniqueConstraint("slug", name=op.f("uq_queues_slug")),
     )
@@ -110,8 +111,12 @@ def upgrade() -> None:
         sa.Column("resolved_at", helpdesk.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("closed_at", helpdesk.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("merged_into_id", sa.Integer(), nullable=True),
+        sa.Column("follow_up_of_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["assignee_id"], ["users.id"], name=op.f("fk_tickets_assignee_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["follow_up_of_id"], ["tickets.id"], name=op.f("fk_tickets_follow_up_of_id_tickets")
         ),
         sa.ForeignKeyConstraint(
             ["merged_into_id"], ["tickets.id"], name=op.f("fk_tickets_merged_into_id_tickets")

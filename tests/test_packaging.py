@@ -11,6 +11,7 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from helpdesk.db import include_name
 from helpdesk.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_migrations_match_models(engine):
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
 
 

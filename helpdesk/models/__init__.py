@@ -1,13 +1,17 @@
 """The data model, one module per concept; import from here."""
 
 from helpdesk.models.base import Base
+from helpdesk.models.canned import CannedResponse
 from helpdesk.models.contact import Contact
+from helpdesk.models.event import TicketEvent
 from helpdesk.models.message import KINDS, Attachment, Message
 from helpdesk.models.outbox import OutboxMail
 from helpdesk.models.queue import Queue, QueueAddress
 from helpdesk.models.raw_mail import RawMail
+from helpdesk.models.tag import Tag, ticket_tags
 from helpdesk.models.ticket import PRIORITIES, STATUSES, Counter, Ticket, TicketCC
 from helpdesk.models.user import ROLES, ApiToken, User, user_queues
+from helpdesk.models.websession import LoginFailure, TicketViewer, WebSession
 
 __all__ = [
     "KINDS",
@@ -17,15 +21,22 @@ __all__ = [
     "ApiToken",
     "Attachment",
     "Base",
+    "CannedResponse",
     "Contact",
     "Counter",
+    "LoginFailure",
     "Message",
     "OutboxMail",
     "Queue",
     "QueueAddress",
     "RawMail",
+    "Tag",
     "Ticket",
     "TicketCC",
+    "TicketEvent",
+    "TicketViewer",
     "User",
+    "WebSession",
+    "ticket_tags",
     "user_queues",
 ]

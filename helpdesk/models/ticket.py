@@ -48,6 +48,10 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id"
     )
 
+    tags: Mapped[list[Tag]] = relationship(  # noqa: F821
+        secondary="ticket_tags", order_by="Tag.name"
+    )
+
     @property
     def ccs(self) -> list[Contact]:
         return [link.contact for link in self.cc_links]

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from helpdesk.mail.compose import Outgoing, render_for_queue, reply_subject, thread_references
+from helpdesk.mail.compose import (
+    Outgoing,
+    check_header,
+    render_for_queue,
+    reply_subject,
+    thread_references,
+)
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import Message, OutboxMail, Ticket, User
 from helpdesk.outbox import enqueue
@@ -39,9 +45,15 @@ def reply(
     now: datetime,
     attachments: list[tuple[str, str, bytes]] | None = None,
 ) -> tuple[Message, OutboxMail | None]:
-    """Queue an agent's reply; returns the outbound message and its outbox row."""
+    """Queue an agent's reply; returns the outbound message and its outbox row.
+
+    Raises HeaderInjection when the ticket's subject or the agent's name holds
+    CR or LF (only a direct database edit puts them there): refused, not mended.
+    """
     if not text.strip():
         raise ReplyError("the reply is empty")
+    # reply_subject() folds a CRLF pair into a space; refuse it before that hides it.
+    check_header("Subject", ticket.subject)
     parent = _parent(ticket)
     context = dict(ticket=ticket, queue=ticket.queue, agent=author, body=text, settings=settings)
     out = Outgoing(

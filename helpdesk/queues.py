@@ -41,3 +41,47 @@ def directory(session: Session, *, mail_domain: str) -> QueueDirectory:
 
 def by_slug(session: Session, slug: str) -> Queue | None:
     return session.scalars(select(Queue).where(Queue.slug == slug)).one_or_none()
+
+
+class QueueError(ValueError):
+    """A queue change is not valid; the message is safe to show."""
+
+
+POLICIES = ("reopen", "new_ticket")
+
+
+def update(
+    session: Session,
+    queue: Queue,
+    *,
+    name: str,
+    email_address: str,
+    closed_reply_policy: str,
+    extra_addresses: list[str],
+) -> None:
+    """Rename a queue, set its sending address, policy and the addresses routed to it."""
+    from helpdesk.mail.addresses import normalise_address
+
+    if not name.strip():
+        raise QueueError("a queue needs a name")
+    if closed_reply_policy not in POLICIES:
+        raise QueueError(f"policy must be one of {', '.join(POLICIES)}")
+    addresses = [normalise_address(a) for a in [email_address, *extra_addresses] if a.strip()]
+    for address in addresses:
+        local, _, domain = address.partition("@")
+        if not local or "." not in domain:
+            raise QueueError(f"not an email address: {address}")
+    taken = session.scalars(
+        select(QueueAddress).where(
+            QueueAddress.address.in_(addresses), QueueAddress.queue_id != queue.id
+        )
+    ).first()
+    if taken is not None:
+        raise QueueError(f"{taken.address} already routes to another queue")
+    queue.name = name.strip()[:200]
+    queue.email_address = addresses[0]
+    queue.closed_reply_policy = closed_reply_policy
+    wanted = list(dict.fromkeys(addresses))
+    queue.addresses = [a for a in queue.addresses if a.address in wanted]
+    have = {a.address for a in queue.addresses}
+    queue.addresses.extend(QueueAddress(address=a) for a in wanted if a not in have)

@@ -70,6 +70,8 @@ class Settings:
     sender_name: str = "Support"
     # Optional Reply-To on outgoing mail (default: none, replies go to the queue address).
     reply_to: str = ""
+    # Set when the web app is served over HTTPS (behind a TLS proxy).
+    secure_cookies: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

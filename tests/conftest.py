@@ -134,8 +134,14 @@ def engine(settings: Settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def session(engine):  # type: ignore[no-untyped-def]
-    """A session for reading what the code under test committed."""
-    with db.session_factory(engine)() as session:
+    """A session for reading what the code under test committed.
+
+    It runs in autocommit mode, so after ``session.expire_all()`` every query
+    sees the latest commits (a SQLite read transaction would keep its snapshot).
+    """
+    from sqlalchemy.orm import Session
+
+    with Session(bind=engine.execution_options(isolation_level="AUTOCOMMIT")) as session:
         yield session
 
 

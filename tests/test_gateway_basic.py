@@ -94,5 +94,7 @@ def test_too_many_recipients(gateway):
 def test_oversize_message_is_refused(gateway):
     with gateway.smtp() as client:
         with pytest.raises(smtplib.SMTPSenderRefused) as info:
-            client.sendmail("a@customer.example", ["help-desk@example.com"], b"x" * (26 * 1024 * 1024))
+            client.sendmail(
+                "a@customer.example", ["help-desk@example.com"], b"x" * (26 * 1024 * 1024)
+            )
         assert info.value.smtp_code == 552

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFProtect
 
 from helpdesk.db import make_engine, resource_dir, session_factory
 from helpdesk.settings import Settings
@@ -12,27 +13,45 @@ from helpdesk.settings import Settings
 
 def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
     settings = (settings or Settings.load()).with_secret_key()
+    templates = resource_dir("templates")
     app = Flask(
         "helpdesk",
-        template_folder=str(resource_dir("templates")),
+        template_folder=str(templates),
+        static_folder=str(templates / "static"),
         instance_path=str(settings.instance_path.resolve()),
     )
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="helpdesk_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        MAX_CONTENT_LENGTH=settings.max_message_size,
+        WTF_CSRF_TIME_LIMIT=None,
     )
     engine = engine or make_engine(settings)
     app.extensions["helpdesk"] = {
         "settings": settings,
         "engine": engine,
         "sessions": session_factory(engine),
-        "write_sessions": session_factory(engine, write=True),
     }
 
-    from helpdesk.web import api, db
+    from helpdesk.web import admin, api, db, login, security, tickets, views
 
     db.init_app(app)
-    app.register_blueprint(api.bp)
+    security.init_app(app)
+    login.init_app(app)
+    csrf = CSRFProtect(app)
+    csrf.exempt(api.bp)  # bearer tokens, no cookies
+    for blueprint in (login.bp, views.bp, tickets.bp, admin.bp, api.bp):
+        app.register_blueprint(blueprint)
+
+    @app.errorhandler(404)
+    def not_found(_error):  # type: ignore[no-untyped-def]
+        return render_template("404.html"), 404
+
+    @app.errorhandler(400)
+    def bad_request(error):  # type: ignore[no-untyped-def]
+        return render_template("400.html", message=error.description), 400
+
     return app

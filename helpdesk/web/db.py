@@ -1,4 +1,5 @@
-"""Per-request database sessions: opened on first use, closed at teardown."""
+"""Per-request database sessions: opened on first use, committed by the view that
+writes (``commit()``), rolled back and closed at teardown."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def get_session() -> Session:
 
 def get_settings() -> Settings:
     return current_app.extensions["helpdesk"]["settings"]
+
+
+def commit() -> None:
+    get_session().commit()
 
 
 def close_session(_exc: BaseException | None = None) -> None:

@@ -1,0 +1,128 @@
+"""Signing in and out (Flask-Login over server-side sessions), and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired
+
+from helpdesk import signin
+from helpdesk.clock import utcnow
+from helpdesk.models import User
+from helpdesk.web.db import commit, get_session
+
+bp = Blueprint("login", __name__)
+
+
+class SignedIn:
+    """What Flask-Login keeps: the server-side session id and its user."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def __init__(self, session_id: str, user: User) -> None:
+        self.session_id = session_id
+        self.user = user
+
+    def get_id(self) -> str:
+        return self.session_id
+
+
+def init_app(app: Flask) -> None:
+    manager = LoginManager(app)
+    manager.login_view = "login.login"
+    manager.session_protection = "strong"
+
+    @manager.user_loader
+    def load(session_id: str) -> SignedIn | None:
+        user = signin.session_user(get_session(), session_id, now=utcnow())
+        if user is None:
+            return None
+        commit()  # last_seen_at
+        return SignedIn(session_id, user)
+
+
+def user() -> User:
+    return current_user.user  # type: ignore[no-any-return]
+
+
+def role_required(*roles: str) -> Callable[..., Any]:
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        @login_required
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if user().role not in roles:
+                abort(404)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("views.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():  # type: ignore[no-untyped-def]
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            web_session = signin.sign_in(
+                get_session(), form.email.data or "", form.password.data or "",
+                remote_addr=request.remote_addr or "", now=utcnow(),
+            )  # fmt: skip
+        except signin.Throttled:
+            flash("Too many failed sign-ins. Wait a few minutes and try again.", "error")
+            return render_template("login.html", form=form), 429
+        commit()
+        if web_session is not None:
+            session.clear()  # rotate: nothing from before sign-in survives
+            login_user(SignedIn(web_session.id, web_session.user))
+            return redirect(_safe_next(request.args.get("next")))
+        flash("Wrong email or password.", "error")
+        status = 401
+    return render_template("login.html", form=form), status
+
+
+class LogoutForm(FlaskForm):
+    pass
+
+
+@bp.post("/logout")
+@login_required
+def logout():  # type: ignore[no-untyped-def]
+    form = LogoutForm()
+    if not form.validate_on_submit():
+        abort(400, description="The form expired; reload the page and try again.")
+    signin.sign_out(get_session(), current_user.session_id)
+    commit()
+    logout_user()
+    session.clear()
+    return redirect(url_for("login.login"))

@@ -1,0 +1,317 @@
+"""The ticket page: the thread (sanitised), and every action an agent takes on a
+ticket. Each view fetches the ticket through the user's rights (404 otherwise),
+validates its form (CSRF included), calls one service and redirects."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import login_required
+from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
+from sqlalchemy import select
+from werkzeug.http import dump_options_header
+from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from helpdesk import presence, replies, triage
+from helpdesk.bulk import assignable_agents
+from helpdesk.clock import utcnow
+from helpdesk.listing import visible_queues, visible_ticket
+from helpdesk.mail.compose import HeaderInjection
+from helpdesk.mail.display import fold_quotes, sanitise_html
+from helpdesk.models import (
+    PRIORITIES,
+    STATUSES,
+    Attachment,
+    CannedResponse,
+    Message,
+    Queue,
+    Ticket,
+    TicketEvent,
+)
+from helpdesk.outbox import delivery_states
+from helpdesk.users import by_email
+from helpdesk.web.db import commit, get_session, get_settings
+from helpdesk.web.login import user
+from helpdesk.web.security import allow_remote_images
+
+bp = Blueprint("tickets", __name__, url_prefix="/tickets")
+
+MAX_BODY = 100_000
+INLINE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
+
+
+class ReplyForm(FlaskForm):
+    body = TextAreaField("Reply", validators=[DataRequired(), Length(max=MAX_BODY)])
+    attachments = MultipleFileField("Attachments")
+    seen = HiddenField()
+    confirm = BooleanField("Send anyway")
+
+
+class NoteForm(FlaskForm):
+    body = TextAreaField("Internal note", validators=[DataRequired(), Length(max=MAX_BODY)])
+
+
+class FieldForm(FlaskForm):
+    value = StringField(validators=[Length(max=2000)])
+
+
+class PropertiesForm(FlaskForm):
+    status = SelectField(choices=[(s, s) for s in STATUSES])
+    priority = SelectField(choices=[(p, p) for p in PRIORITIES])
+
+
+def _ticket(number: int) -> Ticket:
+    ticket = visible_ticket(get_session(), user(), number)
+    if ticket is None:
+        abort(404)
+    return ticket
+
+
+def _back(ticket: Ticket):  # type: ignore[no-untyped-def]
+    return redirect(url_for("tickets.show", number=ticket.number))
+
+
+def _invalid(form: FlaskForm) -> None:
+    if form.errors:
+        for field, errors in form.errors.items():
+            label = "Form" if field == "csrf_token" else field.capitalize()
+            for error in errors:
+                flash(f"{label}: {error}", "error")
+    abort(400, description="The form was incomplete or expired; reload the page and try again.")
+
+
+def _render_message(message: Message, ticket: Ticket, show_images: bool) -> dict:
+    def cid_url(content_id: str) -> str | None:
+        for attachment in message.attachments:
+            if attachment.content_id.strip("<>") == content_id:
+                return url_for(
+                    "tickets.attachment", number=ticket.number, attachment_id=attachment.id
+                )
+        return None
+
+    html = None
+    if message.html_body:
+        html = sanitise_html(message.html_body, cid_url=cid_url, show_remote_images=show_images)
+    return {"message": message, "html": html, "text": fold_quotes(message.text_body)}
+
+
+@bp.get("/<int:number>")
+@login_required
+def show(number: int):  # type: ignore[no-untyped-def]
+    session = get_session()
+    ticket = _ticket(number)
+    now = utcnow()
+    show_images = request.args.get("images") == "1"
+    if show_images:
+        allow_remote_images()
+    presence.touch(session, ticket, user(), now=now)
+    viewers = presence.other_viewers(session, ticket, user(), now=now)
+    events = list(
+        session.scalars(
+            select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id)
+        )
+    )
+    canned = list(
+        session.scalars(
+            select(CannedResponse)
+            .where(
+                (CannedResponse.queue_id.is_(None)) | (CannedResponse.queue_id == ticket.queue_id)
+            )
+            .order_by(CannedResponse.title)
+        )
+    )
+    deliveries = delivery_states(session, [m.id for m in ticket.messages])
+    messages = [_render_message(m, ticket, show_images) for m in ticket.messages]
+    last_id = ticket.messages[-1].id if ticket.messages else 0
+    reply_form = ReplyForm(seen=str(last_id))
+    properties = PropertiesForm(status=ticket.status, priority=ticket.priority)
+    commit()
+    return render_template(
+        "ticket.html",
+        ticket=ticket,
+        messages=messages,
+        deliveries=deliveries,
+        events=events,
+        viewers=viewers,
+        canned=canned,
+        reply_form=reply_form,
+        note_form=NoteForm(),
+        field_form=FieldForm(),
+        properties=properties,
+        queues=visible_queues(session, user()),
+        agents=assignable_agents(session, user()),
+        show_images=show_images,
+        blocked_images=sum(m["html"].blocked_images for m in messages if m["html"]),
+        last_id=last_id,
+    )
+
+
+@bp.post("/<int:number>/reply")
+@login_required
+def reply(number: int):  # type: ignore[no-untyped-def]
+    session = get_session()
+    ticket = _ticket(number)
+    form = ReplyForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+    seen = int(form.seen.data) if (form.seen.data or "").isdigit() else 0
+    newer = presence.newer_messages(session, ticket, user(), seen)
+    if newer and not form.confirm.data:
+        flash(
+            f"{len(newer)} new message(s) arrived since you opened this ticket. "
+            "Read them, then tick “Send anyway” to send your reply.",
+            "warning",
+        )
+        return show(number), 409
+    files = [
+        (f.filename or "attachment", f.mimetype or "application/octet-stream", f.read())
+        for f in (form.attachments.data or [])
+        if f and f.filename
+    ]
+    try:
+        replies.reply(
+            session, ticket, author=user(), text=form.body.data or "",
+            settings=get_settings(), now=utcnow(), attachments=files,
+        )  # fmt: skip
+    except (replies.ReplyError, HeaderInjection) as exc:
+        session.rollback()
+        abort(400, description=str(exc))
+    triage.record(session, ticket, "reply", actor=user(), now=utcnow())
+    commit()
+    flash("Reply queued for delivery.", "info")
+    return _back(ticket)
+
+
+@bp.post("/<int:number>/note")
+@login_required
+def note(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+    form = NoteForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+    replies.add_note(get_session(), ticket, author=user(), text=form.body.data or "", now=utcnow())
+    commit()
+    return _back(ticket)
+
+
+@bp.post("/<int:number>/properties")
+@login_required
+def properties(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+    form = PropertiesForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+    session, now = get_session(), utcnow()
+    try:
+        triage.set_status(session, ticket, form.status.data or "", actor=user(), now=now)
+        triage.set_priority(session, ticket, form.priority.data or "", actor=user(), now=now)
+    except triage.TriageError as exc:
+        abort(400, description=str(exc))
+    commit()
+    return _back(ticket)
+
+
+def _field_action(number: int, apply) -> Response:  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+    form = FieldForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+    try:
+        apply(get_session(), ticket, (form.value.data or "").strip())
+    except triage.TriageError as exc:
+        get_session().rollback()
+        flash(str(exc), "error")
+        return _back(ticket)
+    commit()
+    return _back(ticket)
+
+
+@bp.post("/<int:number>/assignee")
+@login_required
+def assignee(number: int):  # type: ignore[no-untyped-def]
+    def apply(session, ticket, value):  # type: ignore[no-untyped-def]
+        agent = None if value in ("", "none") else by_email(session, value)
+        if value not in ("", "none") and agent is None:
+            raise triage.TriageError("no such user")
+        triage.assign(session, ticket, agent, actor=user(), settings=get_settings(), now=utcnow())
+
+    return _field_action(number, apply)
+
+
+@bp.post("/<int:number>/queue")
+@login_required
+def move(number: int):  # type: ignore[no-untyped-def]
+    def apply(session, ticket, value):  # type: ignore[no-untyped-def]
+        queue = session.scalars(select(Queue).where(Queue.slug == value)).one_or_none()
+        if queue is None:
+            raise triage.TriageError("no such queue")
+        triage.move(session, ticket, queue, actor=user(), now=utcnow())
+
+    return _field_action(number, apply)
+
+
+@bp.post("/<int:number>/tags")
+@login_required
+def tags(number: int):  # type: ignore[no-untyped-def]
+    def apply(session, ticket, value):  # type: ignore[no-untyped-def]
+        triage.set_tags(session, ticket, triage.parse_tags(value), actor=user(), now=utcnow())
+
+    return _field_action(number, apply)
+
+
+@bp.post("/<int:number>/merge")
+@login_required
+def merge(number: int):  # type: ignore[no-untyped-def]
+    def apply(session, ticket, value):  # type: ignore[no-untyped-def]
+        target = visible_ticket(session, user(), int(value)) if value.isdigit() else None
+        if target is None:
+            raise triage.TriageError("no such ticket")
+        triage.merge(session, ticket, target, actor=user(), now=utcnow())
+
+    return _field_action(number, apply)
+
+
+@bp.get("/<int:number>/presence")
+@login_required
+def presence_state(number: int):  # type: ignore[no-untyped-def]
+    """Polled by the ticket page: who else is here, and what arrived since."""
+    session = get_session()
+    ticket = _ticket(number)
+    now = utcnow()
+    after = request.args.get("after", "0")
+    presence.touch(session, ticket, user(), now=now)
+    viewers = [u.name or u.email for u in presence.other_viewers(session, ticket, user(), now=now)]
+    newer = presence.newer_messages(session, ticket, user(), int(after) if after.isdigit() else 0)
+    commit()
+    return jsonify(viewers=viewers, new_messages=len(newer))
+
+
+@bp.get("/<int:number>/attachments/<int:attachment_id>")
+@login_required
+def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+    row = get_session().get(Attachment, attachment_id)
+    if row is None or row.message.ticket_id != ticket.id:
+        abort(404)
+    inline = row.content_type in INLINE_IMAGE_TYPES and request.args.get("download") != "1"
+    response = Response(
+        row.data, mimetype=row.content_type if inline else "application/octet-stream"
+    )
+    disposition = "inline" if inline else "attachment"
+    response.headers["Content-Disposition"] = dump_options_header(
+        disposition, {"filename": row.filename}
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response

@@ -1,0 +1,144 @@
+"""Ticket lists: per queue, mine, unassigned and everything visible; filters,
+sorting, pagination, sidebar counts, and bulk triage of selected tickets."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import login_required
+from flask_wtf import FlaskForm
+
+from helpdesk import bulk
+from helpdesk.clock import utcnow
+from helpdesk.listing import (
+    ListingError,
+    TicketFilter,
+    list_tickets,
+    sidebar_counts,
+    visible_queues,
+)
+from helpdesk.models import PRIORITIES, STATUSES
+from helpdesk.web.db import commit, get_session, get_settings
+from helpdesk.web.login import user
+
+bp = Blueprint("views", __name__)
+
+VIEW_TITLES = {"mine": "My tickets", "unassigned": "Unassigned", "all": "Everything I can see"}
+
+
+@bp.app_context_processor
+def sidebar():  # type: ignore[no-untyped-def]
+    from flask_login import current_user
+
+    if not current_user.is_authenticated:
+        return {}
+    if "sidebar" not in g:
+        session = get_session()
+        g.sidebar = {
+            "queues": visible_queues(session, user()),
+            "counts": sidebar_counts(session, user()),
+            "me": user(),
+        }
+    return {"sidebar": g.sidebar}
+
+
+@bp.app_template_global()
+def url_with(**changes: object) -> str:
+    """This page's URL with some query arguments changed."""
+    args = {**request.args.to_dict(), **{k: str(v) for k, v in changes.items()}}
+    return url_for(request.endpoint or "views.index", **(request.view_args or {}), **args)
+
+
+class BulkForm(FlaskForm):
+    pass
+
+
+def _filters(view: str, queue: str | None) -> TicketFilter:
+    args = request.args
+    try:
+        page = int(args.get("page", "1"))
+    except ValueError:
+        abort(400, description="page must be a whole number")
+    return TicketFilter(
+        view=view,
+        queue=queue,
+        status=args.get("status", "active") or None,
+        priority=args.get("priority") or None,
+        assignee=args.get("assignee") or None,
+        tag=args.get("tag") or None,
+        q=args.get("q") or None,
+        sort=args.get("sort", "updated"),
+        descending=args.get("dir", "desc") != "asc",
+        page=page,
+    )
+
+
+def _render(view: str, title: str, queue: str | None = None):  # type: ignore[no-untyped-def]
+    filters = _filters(view, queue)
+    try:
+        page = list_tickets(get_session(), user(), filters)
+    except ListingError as exc:
+        if str(exc) == "no such queue":
+            abort(404)
+        abort(400, description=str(exc))
+    session = get_session()
+    return render_template(
+        "list.html",
+        title=title,
+        page=page,
+        filters=filters,
+        statuses=STATUSES,
+        priorities=PRIORITIES,
+        queues=visible_queues(session, user()),
+        agents=bulk.assignable_agents(session, user()),
+        form=BulkForm(),
+    )
+
+
+@bp.get("/")
+@login_required
+def index():  # type: ignore[no-untyped-def]
+    return redirect(url_for("views.view", name="mine"))
+
+
+@bp.get("/views/<name>")
+@login_required
+def view(name: str):  # type: ignore[no-untyped-def]
+    if name not in VIEW_TITLES:
+        abort(404)
+    return _render(name, VIEW_TITLES[name])
+
+
+@bp.get("/queues/<slug>")
+@login_required
+def queue(slug: str):  # type: ignore[no-untyped-def]
+    return _render("queue", slug, queue=slug)
+
+
+@bp.get("/search")
+@login_required
+def search():  # type: ignore[no-untyped-def]
+    return _render("all", "Search")
+
+
+@bp.post("/tickets/bulk")
+@login_required
+def bulk_update():  # type: ignore[no-untyped-def]
+    form = BulkForm()
+    if not form.validate_on_submit():
+        abort(400, description="The form expired; reload the page and try again.")
+    numbers = [int(n) for n in request.form.getlist("ticket") if n.isdigit()]
+    try:
+        changed = bulk.apply(
+            get_session(), user(), numbers,
+            action=request.form.get("action", ""), value=request.form.get("value", ""),
+            settings=get_settings(), now=utcnow(),
+        )  # fmt: skip
+    except bulk.BulkError as exc:
+        flash(str(exc), "error")
+        return redirect(request.referrer or url_for("views.index"))
+    commit()
+    flash(f"Updated {changed} ticket(s).", "info")
+    back = request.form.get("back", "")
+    return redirect(
+        back if back.startswith("/") and not back.startswith("//") else url_for("views.index")
+    )

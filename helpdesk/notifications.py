@@ -4,20 +4,25 @@ a customer reply on my ticket. Each user chooses which (``User.notify_*``).
 Notifications are outbox rows of their ticket but not messages of its thread
 (the customer never sees them). They carry our signed Message-ID, so an
 agent's emailed answer to one threads back into the ticket as the agent's.
+A notification that cannot be composed is logged and skipped, never allowed
+to fail the change that caused it (such as a customer's reply arriving).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.mail.compose import Outgoing, build, render, reply_subject
+from helpdesk.mail.compose import HeaderInjection, Outgoing, build, render, reply_subject
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import OutboxMail, Ticket, User, user_queues
 from helpdesk.outbox import queue_mail, suppressed
 from helpdesk.settings import Settings
+
+log = logging.getLogger(__name__)
 
 EVENTS = {
     "new_ticket": ("notify_new_ticket", "New ticket"),
@@ -83,6 +88,12 @@ def notify(
             loop_marker=settings.mail_domain,
             date=now,
         )
-        row = queue_mail(session, ticket, build(out), out, purpose=f"notification:{event}", now=now)
+        try:
+            mime = build(out)
+        except HeaderInjection as exc:
+            # Only a direct database edit puts CR/LF into a ticket subject.
+            log.warning("ticket %s: %s notification skipped (%s)", ticket.number, event, exc)
+            continue
+        row = queue_mail(session, ticket, mime, out, purpose=f"notification:{event}", now=now)
         rows.append(row)
     return rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dkim
 
-from helpdesk.settings import Settings
+from helpdesk.settings import PREFIX, Settings, SettingsError
 
 SIGNED_HEADERS = [
     b"from", b"to", b"cc", b"subject", b"date", b"message-id",
@@ -25,13 +25,31 @@ class DkimSigner:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DkimSigner:
+        """The configured signer; a key that cannot sign is a SettingsError here, at start.
+
+        Found only when signing, a bad key would fail every round while the
+        claimed mail waits out its lease, again and again, never delivered.
+        """
         if not settings.dkim_key_file:
             return cls()
-        return cls(
+        path = Path(settings.dkim_key_file)
+        try:
+            # dkimpy finds no PEM block in a key file saved with CRLF line endings.
+            key = path.read_bytes().replace(b"\r\n", b"\n")
+        except OSError as exc:
+            raise SettingsError(f"{PREFIX}DKIM_KEY_FILE: cannot read {path}: {exc}") from exc
+        signer = cls(
             selector=settings.dkim_selector.encode(),
             domain=(settings.dkim_domain or settings.mail_domain).encode(),
-            private_key=Path(settings.dkim_key_file).read_bytes(),
+            private_key=key,
         )
+        try:
+            signer.sign(b"From: check@example.invalid\r\n\r\n")
+        except Exception as exc:
+            raise SettingsError(
+                f"{PREFIX}DKIM_KEY_FILE: {path} holds no usable RSA private key (PEM): {exc}"
+            ) from exc
+        return signer
 
     def sign(self, content: bytes) -> bytes:
         if not self.private_key:

@@ -16,7 +16,7 @@ import click
 from flask.cli import FlaskGroup
 from sqlalchemy import Engine
 
-from helpdesk import db, intake, queues, users
+from helpdesk import bootstrap, db, intake, users
 from helpdesk.clock import utcnow
 from helpdesk.settings import Settings, SettingsError
 
@@ -52,7 +52,7 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 def _init(settings: Settings, engine: Engine) -> list[str]:
     db.upgrade(engine)
     with db.session_factory(engine, write=True)() as session, session.begin():
-        created = queues.seed(session, mail_domain=settings.mail_domain, now=utcnow())
+        created = bootstrap.seed(session, settings, now=utcnow())
         return [q.slug for q in created]
 
 
@@ -94,6 +94,7 @@ def _web_server(settings: Settings, engine: Engine, host: str, port: int):  # ty
 @click.option("--smtp", "smtp_addr", default="127.0.0.1:2525", show_default=True)
 def serve_command(web_addr: str, smtp_addr: str) -> None:
     """Run web app, mail gateway and worker in one process (creates the database if needed)."""
+    from helpdesk.scheduler import start_scheduler
     from mailgate.outbox_sender import start_worker
     from mailgate.server import start_gateway
 
@@ -103,6 +104,7 @@ def serve_command(web_addr: str, smtp_addr: str) -> None:
     smtp_host, smtp_port = _host_port(smtp_addr, "--smtp")
     gateway = start_gateway(settings, smtp_host, smtp_port, engine)
     worker, _ = start_worker(settings, engine)
+    scheduler, _ = start_scheduler(settings, engine)
     server = _web_server(settings, engine, web_host, web_port)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
@@ -113,6 +115,7 @@ def serve_command(web_addr: str, smtp_addr: str) -> None:
         server.close()
         gateway.stop()
         worker.stop()
+        scheduler.stop()
 
 
 @cli.command("web", with_appcontext=False)
@@ -145,16 +148,19 @@ def mailgate_command(smtp_addr: str) -> None:
 
 @cli.command("worker", with_appcontext=False)
 def worker_command() -> None:
-    """Run the worker alone: delivers the outbox through HELPDESK_SMTP_RELAY."""
+    """Run the worker alone: delivers the outbox and runs periodic jobs (SLA escalation)."""
+    from helpdesk.scheduler import start_scheduler
     from mailgate.outbox_sender import start_worker
 
     settings, engine = _load()
     _require_schema(engine)
     worker, thread = start_worker(settings, engine)
+    scheduler, _ = start_scheduler(settings, engine)
     click.echo(f"helpdesk worker delivering to {settings.smtp_relay}", err=True)
     try:
         _wait_for_signal()
     finally:
+        scheduler.stop()
         worker.stop()
         thread.join(30)
 

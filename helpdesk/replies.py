@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from helpdesk.history import record
 from helpdesk.mail.compose import (
     Outgoing,
     check_header,
@@ -20,6 +21,7 @@ from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import Message, OutboxMail, Ticket, User
 from helpdesk.outbox import enqueue
 from helpdesk.settings import Settings
+from helpdesk.sla.service import refresh as refresh_sla
 
 
 class ReplyError(ValueError):
@@ -75,8 +77,10 @@ def reply(
     )
     message, row = enqueue(session, ticket, out, purpose="reply", now=now, author_id=author.id)
     if ticket.status == "new":
+        record(session, ticket, "status", actor=author, old="new", new="open", now=now)
         ticket.status = "open"
     ticket.updated_at = now
+    refresh_sla(session, ticket, now=now)  # a reply stops the response clocks
     return message, row
 
 

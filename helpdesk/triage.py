@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from helpdesk.history import record
 from helpdesk.models import (
     PRIORITIES,
     STATUSES,
@@ -20,39 +21,17 @@ from helpdesk.models import (
     Tag,
     Ticket,
     TicketCC,
-    TicketEvent,
     User,
 )
 from helpdesk.notifications import notify
 from helpdesk.settings import Settings
+from helpdesk.sla.service import refresh as refresh_sla
 
 TAG_RE = re.compile(r"^[\w][\w .:/+-]{0,63}$", re.UNICODE)
 
 
 class TriageError(ValueError):
     """The change is not allowed or not valid; the message is safe to show."""
-
-
-def record(
-    session: Session,
-    ticket: Ticket,
-    kind: str,
-    *,
-    actor: User | None,
-    old: object = "",
-    new: object = "",
-    now: datetime,
-) -> TicketEvent:
-    event = TicketEvent(
-        ticket_id=ticket.id,
-        actor_id=actor.id if actor else None,
-        kind=kind,
-        old_value=str(old if old is not None else "")[:400],
-        new_value=str(new if new is not None else "")[:400],
-        created_at=now,
-    )
-    session.add(event)
-    return event
 
 
 def set_status(
@@ -75,6 +54,7 @@ def set_status(
         ticket.resolved_at = None
         ticket.closed_at = None
     ticket.updated_at = now
+    refresh_sla(session, ticket, now=now)
 
 
 def set_priority(
@@ -87,6 +67,7 @@ def set_priority(
     record(session, ticket, "priority", actor=actor, old=ticket.priority, new=priority, now=now)
     ticket.priority = priority
     ticket.updated_at = now
+    refresh_sla(session, ticket, now=now)  # the policy may depend on the priority
 
 
 def can_work_in(user: User, queue: Queue) -> bool:
@@ -136,6 +117,7 @@ def move(session: Session, ticket: Ticket, queue: Queue, *, actor: User, now: da
         record(session, ticket, "assignee", actor=actor, old=ticket.assignee.email, new="", now=now)
         ticket.assignee = None
     ticket.updated_at = now
+    refresh_sla(session, ticket, now=now)  # re-evaluated from the start under the new policy
 
 
 def parse_tags(text: str) -> list[str]:
@@ -182,6 +164,9 @@ def merge(session: Session, source: Ticket, target: Ticket, *, actor: User, now:
     record(session, source, "merge", actor=actor, new=f"#{target.number}", now=now)
     record(session, target, "merge", actor=actor, old=f"#{source.number}", now=now)
     source.merged_into_id = target.id
+    record(session, source, "status", actor=actor, old=source.status, new="closed", now=now)
     source.status = "closed"
     source.closed_at = now
     source.updated_at = target.updated_at = now
+    refresh_sla(session, source, now=now)
+    refresh_sla(session, target, now=now)

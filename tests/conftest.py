@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from helpdesk import db, queues, users
+from helpdesk import bootstrap, db, users
 from helpdesk.clock import utcnow
 from helpdesk.settings import Settings
 
@@ -90,7 +90,7 @@ def database_template(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
     engine = db.make_engine(settings)
     db.upgrade(engine)
     with db.session_factory(engine, write=True)() as session, session.begin():
-        queues.seed(session, mail_domain=settings.mail_domain, now=utcnow())
+        bootstrap.seed(session, settings, now=utcnow())
     engine.dispose()
     yield url
     if backend == "postgresql":

@@ -8,6 +8,7 @@ from helpdesk.models.message import KINDS, Attachment, Message
 from helpdesk.models.outbox import OutboxMail
 from helpdesk.models.queue import Queue, QueueAddress
 from helpdesk.models.raw_mail import RawMail
+from helpdesk.models.sla import SlaCalendar, SlaHoliday, SlaPolicy, TicketSla
 from helpdesk.models.tag import Tag, ticket_tags
 from helpdesk.models.ticket import PRIORITIES, STATUSES, Counter, Ticket, TicketCC
 from helpdesk.models.user import ROLES, ApiToken, User, user_queues
@@ -30,10 +31,14 @@ __all__ = [
     "Queue",
     "QueueAddress",
     "RawMail",
+    "SlaCalendar",
+    "SlaHoliday",
+    "SlaPolicy",
     "Tag",
     "Ticket",
     "TicketCC",
     "TicketEvent",
+    "TicketSla",
     "TicketViewer",
     "User",
     "WebSession",

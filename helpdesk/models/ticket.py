@@ -48,6 +48,9 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id"
     )
 
+    sla: Mapped[TicketSla | None] = relationship(  # noqa: F821
+        lazy="joined", uselist=False, viewonly=True
+    )
     tags: Mapped[list[Tag]] = relationship(  # noqa: F821
         secondary="ticket_tags", order_by="Tag.name"
     )

@@ -23,7 +23,7 @@ from werkzeug.http import dump_options_header
 from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from helpdesk import presence, replies, triage
+from helpdesk import history, presence, replies, triage
 from helpdesk.bulk import assignable_agents
 from helpdesk.clock import utcnow
 from helpdesk.listing import visible_queues, visible_ticket
@@ -187,7 +187,7 @@ def reply(number: int):  # type: ignore[no-untyped-def]
     except (replies.ReplyError, HeaderInjection) as exc:
         session.rollback()
         abort(400, description=str(exc))
-    triage.record(session, ticket, "reply", actor=user(), now=utcnow())
+    history.record(session, ticket, "reply", actor=user(), now=utcnow())
     commit()
     flash("Reply queued for delivery.", "info")
     return _back(ticket)

@@ -1,0 +1,60 @@
+"""Periodic jobs of the worker (SLA escalation), each run in its own transaction.
+
+Runs in a thread beside the outbox sender, in ``helpdesk worker`` and
+``helpdesk serve``. Several workers may run: the jobs lock what they work on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from helpdesk.clock import utcnow
+from helpdesk.settings import Settings
+from helpdesk.sla.escalation import escalate
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        *,
+        interval: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.interval = interval
+        self.clock = clock
+        self._stop = threading.Event()
+
+    def run_once(self) -> int:
+        with self.sessions() as session, session.begin():
+            return escalate(session, settings=self.settings, now=self.clock())
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("periodic job failed; retrying")
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def start_scheduler(settings: Settings, engine) -> tuple[Scheduler, threading.Thread]:  # type: ignore[no-untyped-def]
+    from helpdesk.db import session_factory
+
+    scheduler = Scheduler(session_factory(engine, write=True), settings)
+    thread = threading.Thread(target=scheduler.run, name="scheduler", daemon=True)
+    thread.start()
+    return scheduler, thread

@@ -1,0 +1,167 @@
+"""SLA service: seeding the default calendar and policy, choosing a ticket's
+policy, reading its timeline from the database and storing its clocks.
+
+``refresh(session, ticket, now)`` is called by every service that changes
+something a clock depends on (mail intake, replies, status, priority and
+queue changes) and by the escalation job; the caller commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from helpdesk.mail.classify import is_automated
+from helpdesk.models import Message, SlaCalendar, SlaPolicy, Ticket, TicketEvent, TicketSla
+from helpdesk.sla.calendar import Calendar
+from helpdesk.sla.clocks import Event, SlaResult, Targets, compute
+
+DEFAULT_CALENDAR = "Office hours"
+DEFAULT_POLICY = "Default"
+
+
+def seed(session: Session, *, timezone: str, now: datetime) -> None:
+    """The default calendar (Mon-Fri 09:00-17:00 in ``timezone``) and policy
+    (first response 4 business hours, resolution 24 business hours); idempotent."""
+    calendar = session.scalars(
+        select(SlaCalendar).where(SlaCalendar.name == DEFAULT_CALENDAR)
+    ).one_or_none()
+    if calendar is None:
+        office = Calendar.office_hours(timezone)
+        calendar = SlaCalendar(
+            name=DEFAULT_CALENDAR,
+            timezone=timezone,
+            weekly=[[list(r) for r in day] for day in office.weekly],
+            created_at=now,
+        )
+        session.add(calendar)
+        session.flush()
+    if session.scalars(select(SlaPolicy).where(SlaPolicy.name == DEFAULT_POLICY)).first() is None:
+        session.add(
+            SlaPolicy(
+                name=DEFAULT_POLICY,
+                position=1000,
+                calendar_id=calendar.id,
+                first_response_minutes=4 * 60,
+                resolution_minutes=24 * 60,
+                created_at=now,
+            )
+        )
+        session.flush()
+
+
+def to_calendar(row: SlaCalendar) -> Calendar:
+    weekly = tuple(tuple((int(a), int(b)) for a, b in day) for day in (row.weekly or [[]] * 7))
+    return Calendar(row.timezone, weekly, frozenset(h.day for h in row.holidays))
+
+
+def targets_of(policy: SlaPolicy) -> Targets:
+    return Targets(
+        first_response=policy.first_response_minutes,
+        resolution=policy.resolution_minutes,
+        next_response=policy.next_response_minutes,
+        first_response_business=policy.first_response_business,
+        next_response_business=policy.next_response_business,
+        resolution_business=policy.resolution_business,
+        warn_percent=policy.warn_percent,
+    )
+
+
+def policy_for(session: Session, ticket: Ticket) -> SlaPolicy | None:
+    """The first policy (by position) whose queue and priority match; None if none does."""
+    stmt = (
+        select(SlaPolicy)
+        .where(
+            or_(SlaPolicy.queue_id.is_(None), SlaPolicy.queue_id == ticket.queue_id),
+            or_(SlaPolicy.priority.is_(None), SlaPolicy.priority == ticket.priority),
+        )
+        .order_by(SlaPolicy.position, SlaPolicy.id)
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def timeline(session: Session, ticket: Ticket) -> list[Event]:
+    """Customer messages, agent replies and status changes, oldest first."""
+    events: list[Event] = []
+    messages = session.execute(
+        select(Message.created_at, Message.kind, Message.author_id, Message.flags).where(
+            Message.ticket_id == ticket.id, Message.kind.in_(("inbound", "outbound"))
+        )
+    )
+    for created_at, kind, author_id, flags in messages:
+        if kind == "inbound" and author_id is None and not is_automated(flags or []):
+            events.append(Event(created_at, "customer"))
+        elif kind == "outbound" and author_id is not None:
+            events.append(Event(created_at, "reply"))
+    changes = session.execute(
+        select(TicketEvent.created_at, TicketEvent.new_value)
+        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "status")
+        .order_by(TicketEvent.id)
+    )
+    events += [Event(at, "status", value) for at, value in changes]
+    return sorted(events, key=lambda e: e.at)
+
+
+def evaluate(
+    session: Session, ticket: Ticket, *, now: datetime
+) -> tuple[SlaPolicy | None, SlaResult]:
+    policy = policy_for(session, ticket)
+    if policy is None:
+        return None, SlaResult()
+    result = compute(
+        targets_of(policy), to_calendar(policy.calendar), ticket.created_at,
+        timeline(session, ticket), now=now,
+    )  # fmt: skip
+    return policy, result
+
+
+def refresh(session: Session, ticket: Ticket, *, now: datetime) -> TicketSla:
+    """Recompute and store the ticket's clocks."""
+    return refresh_with_result(session, ticket, now=now)[0]
+
+
+def refresh_with_result(
+    session: Session, ticket: Ticket, *, now: datetime
+) -> tuple[TicketSla, SlaResult]:
+    """Recompute and store the ticket's clocks; also return the computed clocks."""
+    session.flush()
+    policy, result = evaluate(session, ticket, now=now)
+    row = session.get(TicketSla, ticket.id)
+    if row is None:
+        row = TicketSla(ticket_id=ticket.id, escalations=[], paused_minutes=0.0, computed_at=now)
+        session.add(row)
+    first = result.clocks.get("first_response")
+    nxt = result.clocks.get("next_response")
+    resolution = result.clocks.get("resolution")
+    if row.policy_id != (policy.id if policy else None):
+        row.escalations = []
+    row.policy_id = policy.id if policy else None
+    row.state = result.state
+    row.breached = result.breached
+    row.first_response_at = result.first_response_at
+    row.first_response_due = first.due if first else None
+    row.first_response_minutes = first.elapsed if first and result.first_response_at else None
+    row.first_response_breached_at = first.breached_at if first else None
+    row.next_response_due = nxt.due if nxt and nxt.running else None
+    row.next_response_breached_at = result.next_response_breached_at
+    row.resolution_due = resolution.due if resolution else None
+    row.resolution_minutes = resolution.elapsed if resolution and result.resolved_at else None
+    row.resolution_breached_at = resolution.breached_at if resolution else None
+    row.resolved_at = result.resolved_at
+    row.paused_minutes = result.paused_minutes
+    row.next_check_at = _next_check(result, now)
+    row.computed_at = now
+    return row, result
+
+
+def _next_check(result: SlaResult, now: datetime) -> datetime | None:
+    """The next instant a running clock reaches its warning or its target."""
+    upcoming = []
+    for clock in result.clocks.values():
+        if not clock.running:
+            continue
+        upcoming += [t for t in (clock.warn_at, clock.due) if t is not None and t > now]
+    return min(upcoming, default=None)

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, abort, g, jsonify, request
 
 from helpdesk.listing import ListingError, TicketFilter, list_tickets, visible_ticket
-from helpdesk.models import Message, OutboxMail, Ticket
+from helpdesk.models import Message, OutboxMail, Ticket, TicketSla
 from helpdesk.outbox import delivery_states
 from helpdesk.users import user_for_token
 from helpdesk.web.db import get_session
@@ -53,7 +53,24 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "ccs": [contact.email for contact in ticket.ccs],
         "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at),
-        "sla": None,
+        "sla": sla_json(ticket.sla),
+    }
+
+
+def sla_json(row: TicketSla | None) -> dict[str, Any] | None:
+    if row is None or row.policy is None:
+        return None
+    return {
+        "policy": row.policy.name,
+        "state": row.state,
+        "breached": row.breached,
+        "first_response_due": _iso(row.first_response_due)
+        if row.first_response_at is None
+        else None,
+        "first_response_at": _iso(row.first_response_at),
+        "next_response_due": _iso(row.next_response_due),
+        "resolution_due": _iso(row.resolution_due) if row.resolved_at is None else None,
+        "paused_minutes": round(row.paused_minutes, 1),
     }
 
 

@@ -149,7 +149,13 @@ def record_sent(session: Session, row: OutboxMail, *, now: datetime, note: str =
 def record_failure(
     session: Session, row: OutboxMail, error: str, *, permanent: bool, now: datetime
 ) -> None:
-    """A 5xx is final; a 4xx or a connection error is retried with backoff."""
+    """A 5xx is final; a 4xx or a connection error is retried with backoff.
+
+    A row another worker delivered meanwhile (after this one's lease ran out)
+    stays sent: queueing it again would deliver it once more.
+    """
+    if row.state == "sent":
+        return
     row.last_error = error[:2000]
     if permanent or row.attempts >= MAX_ATTEMPTS:
         row.state = "failed"

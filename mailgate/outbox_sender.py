@@ -124,19 +124,32 @@ class OutboxWorker:
 
     def run_once(self) -> int:
         """Deliver what is due now; returns how many rows were attempted."""
+        claimed_at = self.clock()
         with self.sessions() as session, session.begin():
-            rows = outbox.claim_due(session, now=self.clock(), limit=self.batch)
+            rows = outbox.claim_due(session, now=claimed_at, limit=self.batch)
             claimed = [(row.id, row.mail_from, list(row.rcpt_tos), row.content) for row in rows]
         if not claimed:
             return 0
+        # Once the lease ends another worker may claim these rows and send them;
+        # a slow relay must not make this round send them too. Past half the
+        # lease, the rows not yet begun are left to whoever claims them next.
+        deadline = claimed_at + outbox.LEASE / 2
         relay = Relay(self.settings)
+        attempted = 0
         try:
             for row_id, mail_from, rcpt_tos, content in claimed:
+                if self.clock() >= deadline:
+                    log.warning(
+                        "outbox round past half its lease; %d mails left for the next claim",
+                        len(claimed) - attempted,
+                    )
+                    break
                 result = relay.send(mail_from, rcpt_tos, self.signer.sign(content))
                 self._record(row_id, result)
+                attempted += 1
         finally:
             relay.close()
-        return len(claimed)
+        return attempted
 
     def _record(self, row_id: int, result: DeliveryResult) -> None:
         with self.sessions() as session, session.begin():

@@ -7,14 +7,18 @@ headers of acknowledgements and agent replies as they arrive on the wire,
 retries after a 4xx and a dead relay, permanent failure after a 5xx (visible in
 the API), leases of crashed workers, header injection, suppressed addresses,
 attachments, a customer's answer to the acknowledgement threading back, and
-several workers never sending one mail twice.
+several workers never sending one mail twice, even when a slow relay makes a
+round outlast its lease.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -34,7 +38,7 @@ from helpdesk.outbox import LEASE, claim_due
 from helpdesk.replies import reply
 from helpdesk.settings import Settings
 from mailgate.outbox_sender import OutboxWorker
-from tests.conftest import SECRET, free_port, start_relay
+from tests.conftest import SECRET, Relay, SinkHandler, free_port, start_relay
 
 SENDER = "alice@customer.example"
 CC = "bob@customer.example"
@@ -429,6 +433,148 @@ def test_row_of_a_crashed_worker_is_taken_over_after_the_lease(
     assert (row.state, row.attempts) == ("sent", 2)
 
 
+# --- Relay quirks: a round that outlasts its lease, refused recipients -----
+
+
+class HookedSink(SinkHandler):
+    """The test sink; during the first DATA it runs ``hook`` (in a thread) before answering."""
+
+    def __init__(self, hook: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.hook = hook
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            await asyncio.to_thread(hook)
+        return await super().handle_DATA(server, session, envelope)
+
+
+class RefusingSink(SinkHandler):
+    """The test sink, refusing the given recipients at RCPT with the given reply."""
+
+    def __init__(self, refuse: dict[str, str]) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+
+@contextlib.contextmanager
+def sink(handler: SinkHandler) -> Iterator[Relay]:
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield Relay("127.0.0.1", controller.port, handler, controller)
+    finally:
+        controller.stop()
+
+
+def queue_replies(engine: Engine, settings: Settings, n: int, number: int = 1) -> None:
+    with session_factory(engine, write=True)() as session, session.begin():
+        agent = users.add_or_update(
+            session, AGENT, role="agent", queue_slugs=["help-desk"], now=utcnow()
+        )
+        ticket = tickets.by_number(session, number)
+        for i in range(n):
+            reply(session, ticket, author=agent, text=f"Reply {i}", settings=settings, now=utcnow())
+
+
+def test_a_round_outlasting_its_lease_leaves_the_rest_to_the_new_claimer(gateway, settings, engine):
+    gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
+    queue_replies(engine, settings, 4)
+    clock = Clock()
+    taken_over: list[int] = []
+    handler = HookedSink()
+    with sink(handler) as slow:
+        relayed = replace(settings, smtp_relay=slow.address)
+        first = make_worker(engine, relayed, clock, batch=10)
+        second = make_worker(engine, relayed, clock, batch=10)
+
+        def relay_stalls_past_the_lease() -> None:
+            # The first worker's DATA hangs until its lease is over; meanwhile
+            # a second worker claims the rows that now look abandoned.
+            clock.advance(LEASE + timedelta(seconds=1))
+            taken_over.append(second.run_once())
+
+        handler.hook = relay_stalls_past_the_lease
+        assert first.run_once() == 1  # the mail in flight, then it stops
+        assert taken_over == [5]
+        seen = Counter(msg["Message-ID"] for _, _, msg, _ in received(slow))
+
+    ack = next(m.message_id for m in messages(engine) if "acknowledgement" in m.flags)
+    assert len(seen) == 5
+    # The mail in flight when the lease ran out goes twice (at-least-once); no other does.
+    assert seen.pop(ack) == 2
+    assert set(seen.values()) == {1}
+    assert {r.state for r in outbox(engine)} == {"sent"}
+
+
+def test_a_late_failure_does_not_requeue_a_mail_another_worker_sent(gateway, settings, engine):
+    gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
+    clock = Clock()
+    handler = HookedSink()
+    with sink(handler) as slow:
+        relayed = replace(settings, smtp_relay=slow.address)
+        first = make_worker(engine, relayed, clock)
+        second = make_worker(engine, relayed, clock)
+
+        def taken_over_then_busy() -> None:
+            clock.advance(LEASE + timedelta(seconds=1))
+            assert second.run_once() == 1
+            handler.replies.append("451 4.3.0 busy")  # for the first worker's DATA
+
+        handler.hook = taken_over_then_busy
+        assert first.run_once() == 1
+        [row] = outbox(engine)
+        assert row.state == "sent"
+        clock.advance(timedelta(days=1))
+        assert deliver(first) == 0
+        assert len(slow.messages) == 1
+
+
+def test_a_recipient_refused_at_rcpt_does_not_stop_the_others(
+    gateway, settings, engine, client, make_user
+):
+    gateway.send(customer_mail("<m1@customer.example>", cc=CC), mail_from=SENDER)
+    with sink(RefusingSink({CC: "550 5.1.1 no such user"})) as picky:
+        relayed = replace(settings, smtp_relay=picky.address)
+        clock = Clock()
+        deliver(make_worker(engine, relayed, clock))
+        agent_reply(engine, relayed)
+        clock.catch_up()
+        deliver(make_worker(engine, relayed, clock))
+        assert [rcpts for _, rcpts, _ in picky.messages] == [[SENDER], [SENDER]]
+
+    row = outbox(engine, "reply")[0]
+    assert row.state == "sent"
+    assert CC in row.last_error and "550 5.1.1 no such user" in row.last_error
+    token = make_user(AGENT, "agent", ["help-desk"])
+    delivery = api_ticket(client, token)["messages"][-1]["delivery"]
+    assert delivery["state"] == "sent"
+    assert CC in delivery["last_error"]
+
+
+def test_every_recipient_refused_permanently_fails_the_mail(gateway, settings, engine):
+    gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
+    with sink(RefusingSink({SENDER: "550 5.1.1 no such user"})) as picky:
+        clock = Clock()
+        worker = make_worker(engine, replace(settings, smtp_relay=picky.address), clock)
+        assert worker.run_once() == 1
+        clock.advance(timedelta(days=1))
+        assert deliver(worker) == 0
+        assert picky.messages == []
+    [row] = outbox(engine)
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert "550 5.1.1 no such user" in row.last_error
+
+
 # --- 5. Header injection ----------------------------------------------------
 
 
@@ -617,16 +763,7 @@ def test_answer_to_an_agent_reply_from_a_cc_lands_in_the_same_ticket(
 
 def test_two_workers_deliver_each_mail_exactly_once(gateway, engine, relay, relay_settings):
     gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
-    with session_factory(engine, write=True)() as session, session.begin():
-        agent = users.add_or_update(
-            session, AGENT, role="agent", queue_slugs=["help-desk"], now=utcnow()
-        )
-        ticket = tickets.by_number(session, 1)
-        for i in range(39):
-            reply(
-                session, ticket, author=agent, text=f"Reply {i}", settings=relay_settings,
-                now=utcnow(),
-            )  # fmt: skip
+    queue_replies(engine, relay_settings, 39)
     expected = {m.message_id for m in messages(engine) if m.kind == "outbound"}
     assert len(expected) == len(outbox(engine)) == 40
 

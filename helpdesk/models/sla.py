@@ -77,7 +77,9 @@ class TicketSla(Base):
     ticket_id: Mapped[int] = mapped_column(
         ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
     )
-    policy_id: Mapped[int | None] = mapped_column(ForeignKey("sla_policies.id", ondelete="SET NULL"))
+    policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sla_policies.id", ondelete="SET NULL")
+    )
     # running, paused, due_soon, breached, met, none
     state: Mapped[str] = mapped_column(String(16), default="none")
     breached: Mapped[bool] = mapped_column(default=False)
@@ -87,6 +89,7 @@ class TicketSla(Base):
     first_response_breached_at: Mapped[datetime | None]
     next_response_due: Mapped[datetime | None]
     next_response_breached_at: Mapped[datetime | None]
+    next_response_answered: Mapped[int] = mapped_column(default=0)
     resolution_due: Mapped[datetime | None]
     resolution_minutes: Mapped[float | None] = mapped_column(Float)
     resolution_breached_at: Mapped[datetime | None]

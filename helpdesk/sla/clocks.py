@@ -70,6 +70,7 @@ class SlaResult:
     next_response_started: datetime | None = None
     # The first breach of any next-response cycle (the clock shows the current one).
     next_response_breached_at: datetime | None = None
+    next_response_answered: int = 0  # cycles ended by an agent reply
 
     @property
     def breached(self) -> bool:
@@ -192,6 +193,7 @@ def compute(
             )
             for a, b in cycles
         ]
+        result.next_response_answered = sum(1 for _a, b in cycles if b is not None)
         if states:
             result.next_response_started = cycles[-1][0]
             result.clocks["next_response"] = states[-1]

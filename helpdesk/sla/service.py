@@ -147,6 +147,7 @@ def refresh_with_result(
     row.first_response_breached_at = first.breached_at if first else None
     row.next_response_due = nxt.due if nxt and nxt.running else None
     row.next_response_breached_at = result.next_response_breached_at
+    row.next_response_answered = result.next_response_answered
     row.resolution_due = resolution.due if resolution else None
     row.resolution_minutes = resolution.elapsed if resolution and result.resolved_at else None
     row.resolution_breached_at = resolution.breached_at if resolution else None

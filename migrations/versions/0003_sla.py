@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-26 06:42:12.232045
+Create Date: 2026-11-26 06:44:55.252599
 """
 
 import sqlalchemy as sa
@@ -98,6 +98,7 @@ def upgrade() -> None:
             helpdesk.models.base.UTCDateTime(timezone=True),
             nullable=True,
         ),
+        sa.Column("next_response_answered", sa.Integer(), nullable=False),
         sa.Column("resolution_due", helpdesk.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("resolution_minutes", sa.Float(), nullable=True),
         sa.Column(

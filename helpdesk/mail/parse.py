@@ -179,6 +179,9 @@ _SUPERSETS = {
 }
 
 
+_NOT_MAIL_CHARSETS = {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "undefined"}
+
+
 def _text_codec(label: str) -> str | None:
     """The Python codec for a charset label, or None if it names no text encoding."""
     label = _SUPERSETS.get(label, label)
@@ -186,8 +189,11 @@ def _text_codec(label: str) -> str | None:
         info = codecs.lookup(label)
     except Exception:  # LookupError, or a label the codec machinery chokes on
         return None
-    # base64, zlib, rot13 and kin are codecs too, but not text encodings.
-    return info.name if getattr(info, "_is_text_encoding", True) else None
+    # base64, zlib, rot13 and kin are codecs too, but not text encodings;
+    # idna, punycode and the escape codecs are, but no mail client's charset.
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_MAIL_CHARSETS:
+        return None
+    return info.name
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:

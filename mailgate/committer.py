@@ -4,6 +4,13 @@ one transaction, then answers each sender only after that commit.
 Each message runs in its own savepoint, so one message's database error fails
 only that message (451) while the others commit. The event loop never touches
 the database: it hands bytes to the thread and awaits a future.
+
+Several gateways may share one PostgreSQL database. Their intake transactions
+take one advisory lock, as SQLite's ``BEGIN IMMEDIATE`` does for the file:
+without it, two batches holding the ticket counter and each other's new rows
+deadlock, and the waits chain past the lock timeout. A message that still lost
+a race with another transaction (a deadlock, or a unique key the other one
+committed first) is tried again at once in a new transaction, a few times.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk import queues
@@ -26,6 +35,11 @@ from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)
 _STOP = object()
+MAX_ATTEMPTS = 3
+# PostgreSQL's serialization failure and deadlock: the other transaction won.
+_CONFLICT_STATES = frozenset({"40001", "40P01"})
+# Any fixed number works; every gateway must use the same one ("hdin" in ASCII).
+INTAKE_LOCK_KEY = 0x6864696E
 
 
 @dataclass
@@ -48,6 +62,15 @@ def _resolve(job: Job, outcome: IntakeResult | BaseException) -> None:
     # A closed loop means nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
         job.loop.call_soon_threadsafe(settle)
+
+
+def lost_a_race(outcome: IntakeResult | BaseException) -> bool:
+    """Did a concurrent transaction make this attempt fail (so that a new one may succeed)?"""
+    if isinstance(outcome, IntegrityError):
+        return True
+    return isinstance(outcome, DBAPIError) and (
+        getattr(outcome.orig, "sqlstate", None) in _CONFLICT_STATES
+    )
 
 
 class IntakeCommitter:
@@ -104,10 +127,30 @@ class IntakeCommitter:
                 return
 
     def _commit(self, batch: list[Job]) -> None:
+        """Apply the batch, try again the messages that lost a race, answer everyone."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            retry: list[Job] = []
+            for job, outcome in zip(batch, self._transaction(batch), strict=True):
+                if attempt < MAX_ATTEMPTS and lost_a_race(outcome):
+                    retry.append(job)
+                else:
+                    _resolve(job, outcome)
+            if not retry:
+                return
+            log.info("%d messages lost a race with another transaction; trying again", len(retry))
+            batch = retry
+
+    def _transaction(self, batch: list[Job]) -> list[IntakeResult | BaseException]:
+        """One transaction for the batch: each message's result, or why it failed."""
         now = self._clock()
         outcomes: list[IntakeResult | BaseException] = []
         try:
             with self._sessions() as session, session.begin():
+                if session.get_bind().dialect.name == "postgresql":
+                    # Waits at most the lock timeout (settings.database_timeout).
+                    session.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": INTAKE_LOCK_KEY}
+                    )
                 directory = queues.directory(session, mail_domain=self._settings.mail_domain)
                 for job in batch:
                     try:
@@ -126,5 +169,4 @@ class IntakeCommitter:
             outcomes = [exc] * len(batch)
         self.batches += 1
         self.messages += len(batch)
-        for job, outcome in zip(batch, outcomes, strict=True):
-            _resolve(job, outcome)
+        return outcomes

@@ -40,7 +40,12 @@ class ConnectionLimiter:
 
 
 class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP with a cap on concurrent sessions."""
+    """aiosmtpd's SMTP with a cap on concurrent sessions and room for long lines."""
+
+    # aiosmtpd refuses a DATA line over 1000 octets with a permanent 500, so the
+    # sender bounces mail we could store (one-line HTML from web forms does this).
+    # RFC 5321 (4.5.3.1) asks for no such limits where possible; SIZE still applies.
+    line_length_limit = 1024 * 1024
 
     def __init__(self, handler, *, limiter: ConnectionLimiter, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(handler, **kwargs)

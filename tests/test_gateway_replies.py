@@ -28,7 +28,8 @@ import pytest
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.engine import make_url
 
-from helpdesk import db
+from helpdesk import contacts, db
+from helpdesk.clock import utcnow
 from helpdesk.models import Contact, Message, OutboxMail, RawMail, Ticket, TicketCC
 from helpdesk.settings import Settings
 from mailgate.handler import TEMPFAIL
@@ -43,9 +44,15 @@ NOTHING = {model.__tablename__: 0 for model in TABLES}
 ONE_TICKET = {"raw_mails": 1, "tickets": 1, "messages": 2, "outbox": 1, "contacts": 1}
 
 
-def mail(tag: str, *, subject: str = "Printer broken", to: str = "help-desk@example.com") -> bytes:
+def mail(
+    tag: str,
+    *,
+    subject: str = "Printer broken",
+    to: str = "help-desk@example.com",
+    sender: str = SENDER,
+) -> bytes:
     return (
-        f"From: Alice <{SENDER}>\r\n"
+        f"From: Customer <{sender}>\r\n"
         f"To: {to}\r\n"
         f"Subject: {subject}\r\n"
         f"Message-ID: <{tag}@customer.example>\r\n"
@@ -480,3 +487,66 @@ def test_unreachable_postgresql_is_451(tmp_path):
     finally:
         running.gateway.stop()
         engine.dispose()
+
+
+def test_two_gateways_store_a_message_once(start, settings, engine):
+    """Several MX hosts: a burst of mail, each message arriving at both gateways at once.
+
+    On PostgreSQL the two gateways' transactions deadlock on each other's rows
+    (ticket counter, unique keys); the loser tries again and finds the message
+    stored, so both answer 250 and it is stored once.
+    """
+    first = start(settings, own_engine=True)
+    second = start(settings, own_engine=True)
+    tags = [f"mx-{i}" for i in range(10)]
+    jobs = [(gateway, tag) for tag in tags for gateway in (first, second)]
+
+    def send(job: tuple[RunningGateway, str]) -> Reply:
+        gateway, tag = job
+        return deliver(gateway, mail(tag, sender=f"{tag}@customer.example"))
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        replies = list(pool.map(send, jobs))
+    assert [reply.code for reply in replies] == [250] * len(jobs)
+    with db.session_factory(engine)() as session:
+        stored = session.scalars(select(RawMail.message_id)).all()
+        assert sorted(stored) == sorted(f"<{tag}@customer.example>" for tag in tags)
+        assert session.scalar(select(func.count()).select_from(Ticket)) == len(tags)
+
+
+def test_message_racing_another_transaction_is_accepted(gateway, engine):
+    """Another transaction creates the sender's contact meanwhile: retried at once, not 451."""
+    sender = "racer@customer.example"
+    with (
+        ThreadPoolExecutor(1) as pool,
+        db.session_factory(engine, write=True)() as session,
+        session.begin(),
+    ):
+        contacts.get_or_create(session, sender, "Racer", now=utcnow())
+        reply = pool.submit(deliver, gateway, mail("race", sender=sender))
+        if db.is_sqlite(engine):
+            time.sleep(0.5)  # the gateway waits for our write lock; no race possible
+        else:
+            # Commit once the gateway waits on our uncommitted contact row (bounded).
+            waiting = text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            deadline = time.monotonic() + 10
+            while not reply.done():
+                with engine.connect() as probe:  # its own snapshot of the activity
+                    if probe.execute(waiting).scalar():
+                        break
+                assert time.monotonic() < deadline, "the gateway never reached the contact"
+                time.sleep(0.02)
+    assert reply.result(timeout=30).code == 250
+    with db.session_factory(engine)() as session:
+        assert session.scalars(select(Ticket)).one().requester.email == sender
+
+
+def test_long_lines_are_accepted_not_bounced(gateway, engine):
+    """RFC 5321 allows 1000 octets a line, but refusing longer ones bounces real mail."""
+    raw = mail("long-line").replace(b"Message long-line.", b"<p>" + b"z" * 20_000 + b"</p>")
+    assert deliver(gateway, raw).code == 250
+    with db.session_factory(engine)() as session:
+        assert session.scalars(select(RawMail)).one().content == raw

@@ -36,14 +36,14 @@ def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
         "sessions": session_factory(engine),
     }
 
-    from helpdesk.web import admin, api, db, login, security, tickets, views
+    from helpdesk.web import admin, api, db, login, reports, security, tickets, views
 
     db.init_app(app)
     security.init_app(app)
     login.init_app(app)
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)  # bearer tokens, no cookies
-    for blueprint in (login.bp, views.bp, tickets.bp, admin.bp, api.bp):
+    for blueprint in (login.bp, views.bp, tickets.bp, admin.bp, reports.bp, api.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(404)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, g, jsonify, request
 
 from helpdesk.listing import ListingError, TicketFilter, list_tickets, visible_ticket
 from helpdesk.models import Message, OutboxMail, Ticket, TicketSla
 from helpdesk.outbox import delivery_states
+from helpdesk.sla import report as sla_report
 from helpdesk.users import user_for_token
-from helpdesk.web.db import get_session
+from helpdesk.web.db import get_session, get_settings
+from helpdesk.web.reports import parse_query
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -143,3 +147,29 @@ def tickets_show(number: int):  # type: ignore[no-untyped-def]
     deliveries = delivery_states(get_session(), [m.id for m in ticket.messages])
     messages = [message_json(m, deliveries.get(m.id)) for m in ticket.messages]
     return jsonify(ticket_json(ticket) | {"messages": messages})
+
+
+@bp.get("/reports/sla")
+def reports_sla():  # type: ignore[no-untyped-def]
+    """The SLA report's figures; same arguments as the report page (manager, admin)."""
+    if g.api_user.role not in ("manager", "admin"):
+        abort(404)
+    settings = get_settings()
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    try:
+        query = parse_query(request.args, settings.timezone, today)
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    report = sla_report.build(get_session(), query)
+    return jsonify(
+        start=_iso(query.start),
+        end=_iso(query.end),
+        queue=query.queue,
+        agent=query.agent,
+        bucket=query.bucket,
+        totals=asdict(report.totals),
+        by_queue={k: asdict(v) for k, v in report.by_queue.items()},
+        by_agent={k: asdict(v) for k, v in report.by_agent.items()},
+        trend=[{"start": day.isoformat(), **asdict(f)} for day, f in report.trend],
+        breaches=[r.number for r in report.breaches],
+    )

@@ -6,8 +6,9 @@ sender, from several client threads that retry like an MTA on connection errors
 and 4xx replies. The test kills the process several times at random moments
 and restarts it. Afterwards every message that got 250 is stored (raw mail,
 ticket, inbound message, acknowledgement), none is stored twice, ticket
-numbers have no gaps, every message was eventually accepted, and no reply was
-ever a 5xx. Set ``HELPDESK_KILL_SEED`` to replay a run's kill timings.
+numbers have no gaps, every message was eventually accepted, no reply was
+ever a 5xx, and the last process exits cleanly on SIGTERM. Set
+``HELPDESK_KILL_SEED`` to replay a run's kill timings.
 """
 
 from __future__ import annotations
@@ -93,14 +94,18 @@ class GatewayProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
+    def stop(self) -> int | None:
+        """SIGTERM, as an init system would; the exit status (None if it had to be killed)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        return self.process.returncode
 
     def logs(self) -> str:
         log = self.workdir / f"mailgate-{self.starts}.log"
@@ -229,6 +234,7 @@ def test_sigkill_loses_no_accepted_mail_and_stores_none_twice(database_url, engi
         for thread in threads:
             thread.join(timeout=MESSAGE_DEADLINE + 10)
         assert not any(thread.is_alive() for thread in threads)
+        assert gateway.stop() == 0, f"no clean exit on SIGTERM:\n{gateway.logs()}"
     finally:
         stop.set()
         gateway.stop()

@@ -454,3 +454,28 @@ def test_parse_never_raises_on_mixed_up_mime(headers, body):
     except ParseError:
         return
     assert_safe_mail(parsed)
+
+
+def test_overlong_and_invalid_fields_are_bounded():
+    """Regression: such values overflowed PostgreSQL columns, so intake failed on every retry."""
+    raw = mail(
+        f"""
+From: {"a" * 300}@x.example
+Cc: {"c" * 250}@x.example, ok@x.example
+Reply-To: r@x.example
+Message-ID: <{"m" * 1200}@x.example>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary=B
+""",
+        "--B\r\nContent-Type: text/plain\r\n\r\nx\r\n"
+        "--B\r\nContent-Type: application/x-\x00evil\r\n"
+        f"Content-ID: <{'i' * 1200}@x.example>\r\n\r\nabc\r\n--B--\r\n",
+    )
+    parsed = parse(raw)
+    assert (parsed.from_address, parsed.from_name) == ("", "")
+    assert parsed.cc == [("", "ok@x.example")]  # 250 + 10 characters: too long for an address
+    assert parsed.reply_to == "r@x.example"
+    assert len(parsed.message_id) == 998
+    (attachment,) = parsed.attachments
+    assert attachment.content_type == "application/octet-stream"
+    assert attachment.content_id == "<" + "i" * 997

@@ -40,6 +40,10 @@ _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 # RFC 2047 encoded words, leniently (some clients put spaces inside them).
 _ENCODED_WORD_RE = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?]*?)\?=")
 _BARE_MESSAGE_ID_RE = re.compile(r"[^<>\s@]+@[^<>\s@]+")
+_MIME_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+# RFC 5321 4.5.3.1.3: a path is at most 256 octets, brackets included.
+MAX_ADDRESS = 254
+MAX_HEADER_ID = 998
 _HEADER_FOLD_RE = re.compile(r"\r?\n(?=[ \t])")
 MAX_FILENAME = 200
 # Writes an attached message back byte for byte (no re-folding of headers).
@@ -300,7 +304,8 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     result = []
     for display, address in pairs:
         address = one_line(address).lower()
-        if "@" not in address:
+        # Longer than any deliverable address: junk, and it would overflow the database.
+        if "@" not in address or len(address) > MAX_ADDRESS:
             continue
         result.append((header_text(display), address))
     return result
@@ -360,6 +365,12 @@ def _param(part: Message, header: str, param: str) -> str:
 
 def _filename(part: Message) -> str:
     return _param(part, "content-disposition", "filename") or _param(part, "content-type", "name")
+
+
+def _content_type(part: Message) -> str:
+    """The part's MIME type, or application/octet-stream if it is no valid one (NUL and all)."""
+    ctype = part.get_content_type()
+    return ctype if _MIME_TYPE_RE.fullmatch(ctype) else "application/octet-stream"
 
 
 def _part_bytes(part: Message) -> bytes:
@@ -474,7 +485,7 @@ def parse(raw: bytes) -> InboundEmail:
     htmls: list[str] = []
     attachments: list[ParsedAttachment] = []
     for index, part in enumerate(_walk(msg), start=1):
-        ctype = part.get_content_type()
+        ctype = _content_type(part)
         if ctype in ("message/rfc822", "message/global"):
             inner = part.get_payload()
             inner = inner[0] if isinstance(inner, list) and inner else inner
@@ -493,7 +504,7 @@ def parse(raw: bytes) -> InboundEmail:
             if text.strip():
                 texts.append(text)
             continue
-        content_id = _first(part, "content-id")
+        content_id = _first(part, "content-id")[:MAX_HEADER_ID]
         if ctype in ("text/plain", "text/html") and not _is_attachment(part):
             text = clean_text(decode_bytes(_part_bytes(part), part.get_content_charset()))
             (texts if ctype == "text/plain" else htmls).append(text)
@@ -522,7 +533,7 @@ def parse(raw: bytes) -> InboundEmail:
         message_ids_found = [f"<{message_id_header}>"]  # brackets forgotten by the client
     derived = not message_ids_found
     if message_ids_found:
-        message_id = message_ids_found[0][:998]
+        message_id = message_ids_found[0][:MAX_HEADER_ID]
     else:
         basis = "\0".join([from_address, date_header, subject, body_hash])
         message_id = f"<{hashlib.sha256(basis.encode()).hexdigest()[:40]}@derived.invalid>"
@@ -543,7 +554,7 @@ def parse(raw: bytes) -> InboundEmail:
         html=html,
         attachments=attachments,
         headers=headers,
-        content_type=msg.get_content_type(),
+        content_type=_content_type(msg),
         body_hash=body_hash,
         defects=[type(d).__name__ for d in msg.defects],
         report=_report(msg),

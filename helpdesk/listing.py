@@ -22,6 +22,7 @@ from helpdesk.models import (
     Queue,
     Tag,
     Ticket,
+    TicketSla,
     User,
     ticket_tags,
 )
@@ -35,7 +36,9 @@ SORTS = {
     "number": Ticket.number,
     "priority": case({p: i for i, p in enumerate(PRIORITIES)}, value=Ticket.priority),
     "status": case({s: i for i, s in enumerate(STATUSES)}, value=Ticket.status),
+    "due": TicketSla.due_at,
 }
+SLA_STATES = ("running", "due_soon", "breached", "paused", "met", "none")
 
 
 class ListingError(ValueError):
@@ -70,6 +73,7 @@ class TicketFilter:
     priority: str | None = None
     assignee: str | None = None  # a user's email, or "none"
     tag: str | None = None
+    sla: str | None = None  # an SLA state, see SLA_STATES
     q: str | None = None
     sort: str = "updated"
     descending: bool = True
@@ -91,7 +95,11 @@ class Page:
 
 def _filtered(session: Session, user: User, f: TicketFilter) -> Select:
     queue_ids = visible_queue_ids(session, user)
-    stmt = select(Ticket).where(Ticket.queue_id.in_(queue_ids), Ticket.merged_into_id.is_(None))
+    stmt = (
+        select(Ticket)
+        .outerjoin(TicketSla, TicketSla.ticket_id == Ticket.id)
+        .where(Ticket.queue_id.in_(queue_ids), Ticket.merged_into_id.is_(None))
+    )
     if f.view not in VIEWS:
         raise ListingError(f"view must be one of {', '.join(VIEWS)}")
     if f.view == "mine":
@@ -119,6 +127,10 @@ def _filtered(session: Session, user: User, f: TicketFilter) -> Select:
             stmt = stmt.where(Ticket.assignee_id.is_(None))
         else:
             stmt = stmt.join(User, Ticket.assignee_id == User.id).where(User.email == f.assignee)
+    if f.sla:
+        if f.sla not in SLA_STATES:
+            raise ListingError(f"sla must be one of {', '.join(SLA_STATES)}")
+        stmt = stmt.where(TicketSla.state == f.sla)
     if f.tag:
         stmt = stmt.where(
             Ticket.id.in_(
@@ -147,6 +159,8 @@ def list_tickets(session: Session, user: User, f: TicketFilter) -> Page:
     stmt = _filtered(session, user, f)
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     order = SORTS[f.sort].desc() if f.descending else SORTS[f.sort].asc()
+    if f.sort == "due":  # tickets without a running clock last, either way
+        order = order.nulls_last()
     tie = Ticket.id.desc() if f.descending else Ticket.id.asc()
     rows = session.scalars(
         stmt.order_by(order, tie)

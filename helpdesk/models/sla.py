@@ -95,6 +95,8 @@ class TicketSla(Base):
     resolution_breached_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     paused_minutes: Mapped[float] = mapped_column(Float, default=0.0)
+    # The earliest due time of a running clock (lists sort by it); None when none runs.
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
     # When the escalation job should look again (next warning or breach).
     next_check_at: Mapped[datetime | None]
     # Escalations already sent, e.g. ["first_response:warning", "resolution:breach"].

@@ -153,6 +153,9 @@ def refresh_with_result(
     row.resolution_breached_at = resolution.breached_at if resolution else None
     row.resolved_at = result.resolved_at
     row.paused_minutes = result.paused_minutes
+    row.due_at = min(
+        (c.due for c in result.clocks.values() if c.running and c.due is not None), default=None
+    )
     row.next_check_at = _next_check(result, now)
     row.computed_at = now
     return row, result

@@ -10,6 +10,7 @@ from flask_wtf import FlaskForm
 from helpdesk import bulk
 from helpdesk.clock import utcnow
 from helpdesk.listing import (
+    SLA_STATES,
     ListingError,
     TicketFilter,
     list_tickets,
@@ -48,6 +49,20 @@ def url_with(**changes: object) -> str:
     return url_for(request.endpoint or "views.index", **(request.view_args or {}), **args)
 
 
+@bp.app_template_filter("sla_text")
+def sla_text(row, now=None) -> str:  # type: ignore[no-untyped-def]
+    """``due in 2h 05m``, ``overdue by 40m``, ``paused``, ``met``, or an empty string."""
+    if row is None or row.policy_id is None:
+        return ""
+    if row.state == "paused":
+        return "paused"
+    if row.due_at is None:
+        return "breached" if row.breached else "met"
+    delta = (row.due_at - (now or utcnow())).total_seconds() / 60
+    text = f"{int(abs(delta) // 60)}h {int(abs(delta) % 60):02d}m"
+    return f"due in {text}" if delta >= 0 else f"overdue by {text}"
+
+
 class BulkForm(FlaskForm):
     pass
 
@@ -65,6 +80,7 @@ def _filters(view: str, queue: str | None) -> TicketFilter:
         priority=args.get("priority") or None,
         assignee=args.get("assignee") or None,
         tag=args.get("tag") or None,
+        sla=args.get("sla") or None,
         q=args.get("q") or None,
         sort=args.get("sort", "updated"),
         descending=args.get("dir", "desc") != "asc",
@@ -88,6 +104,7 @@ def _render(view: str, title: str, queue: str | None = None):  # type: ignore[no
         filters=filters,
         statuses=STATUSES,
         priorities=PRIORITIES,
+        sla_states=SLA_STATES,
         queues=visible_queues(session, user()),
         agents=bulk.assignable_agents(session, user()),
         form=BulkForm(),

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-26 06:44:55.252599
+Create Date: 2026-11-26 06:52:06.006185
 """
 
 import sqlalchemy as sa
@@ -106,6 +106,7 @@ def upgrade() -> None:
         ),
         sa.Column("resolved_at", helpdesk.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("paused_minutes", sa.Float(), nullable=False),
+        sa.Column("due_at", helpdesk.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("next_check_at", helpdesk.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("escalations", sa.JSON(), nullable=False),
         sa.Column("computed_at", helpdesk.models.base.UTCDateTime(timezone=True), nullable=False),
@@ -124,6 +125,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("ticket_id", name=op.f("pk_ticket_slas")),
     )
     with op.batch_alter_table("ticket_slas", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_ticket_slas_due_at"), ["due_at"], unique=False)
         batch_op.create_index("ix_ticket_slas_next_check", ["next_check_at"], unique=False)
         batch_op.create_index("ix_ticket_slas_state", ["state"], unique=False)
 
@@ -135,6 +137,7 @@ def downgrade() -> None:
     with op.batch_alter_table("ticket_slas", schema=None) as batch_op:
         batch_op.drop_index("ix_ticket_slas_state")
         batch_op.drop_index("ix_ticket_slas_next_check")
+        batch_op.drop_index(batch_op.f("ix_ticket_slas_due_at"))
 
     op.drop_table("ticket_slas")
     op.drop_table("sla_policies")

@@ -35,14 +35,17 @@ class Scheduler:
         self.clock = clock
         self._stop = threading.Event()
 
-    def run_once(self) -> int:
+    def run_once(self, limit: int = 200) -> int:
         with self.sessions() as session, session.begin():
-            return escalate(session, settings=self.settings, now=self.clock())
+            return escalate(session, settings=self.settings, now=self.clock(), limit=limit)
 
     def run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.run_once()
+                # Catch up in batches after a policy change marked many tickets (bounded).
+                for _ in range(100):
+                    if self.run_once() < 200 or self._stop.is_set():
+                        break
             except Exception:
                 log.exception("periodic job failed; retrying")
             self._stop.wait(self.interval)

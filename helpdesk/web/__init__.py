@@ -36,14 +36,15 @@ def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
         "sessions": session_factory(engine),
     }
 
-    from helpdesk.web import admin, api, db, login, reports, security, tickets, views
+    from helpdesk.web import admin, api, db, login, reports, security, sla_admin, tickets, views
 
     db.init_app(app)
     security.init_app(app)
     login.init_app(app)
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)  # bearer tokens, no cookies
-    for blueprint in (login.bp, views.bp, tickets.bp, admin.bp, reports.bp, api.bp):
+    blueprints = (login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, api.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
     @app.errorhandler(404)

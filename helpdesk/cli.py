@@ -53,7 +53,14 @@ def _init(settings: Settings, engine: Engine) -> list[str]:
     db.upgrade(engine)
     with db.session_factory(engine, write=True)() as session, session.begin():
         created = bootstrap.seed(session, settings, now=utcnow())
-        return [q.slug for q in created]
+        admin = bootstrap.first_admin(session, settings, now=utcnow())
+    if admin is not None:
+        click.echo(
+            f"created the first user: {admin[0]} with password {admin[1]}\n"
+            "  (shown once; change it with: helpdesk user add "
+            f"{admin[0]} --role admin --password-stdin)"
+        )
+    return [q.slug for q in created]
 
 
 def _require_schema(engine: Engine) -> None:

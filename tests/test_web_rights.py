@@ -1,0 +1,737 @@
+"""Rights on every route of the web app and the API, as a matrix.
+
+The routes come from ``app.url_map`` itself, so a new route fails the test until
+it is classified here with the rule it must follow. Tickets arrive as real mail
+through the gateway, in three queues; every principal (anonymous, agents of one
+queue or of two, manager, admin, and an agent deactivated after signing in)
+requests every route for every target ticket, attachment or queue, and the
+outcome is compared with what the rule says. All mismatches are collected and
+printed before the one assertion, so a single run shows them all.
+
+Outcomes: ``ok`` (2xx, or a redirect after a successful action, with no error
+flashed), ``login`` (a redirect to /login?next=...), ``404`` for anything
+outside the user's rights (never 403), ``401`` for the API without a valid
+bearer token. Further tests check that lists, search and the API listing never
+include other queues' tickets, and that bulk actions, moves, assignments and
+merges cannot reach past the user's queues.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import make_msgid
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from helpdesk import canned, db, signin
+from helpdesk.clock import utcnow
+from helpdesk.models import (
+    Attachment,
+    Message,
+    Queue,
+    SlaCalendar,
+    SlaPolicy,
+    Ticket,
+    TicketEvent,
+    User,
+)
+from tests.test_web_smoke import csrf, sign_in
+
+QUEUES = ("help-desk", "service-desk", "tech-support")
+WORD = "zebracorn"  # in the body of one ticket of every queue, and nowhere else
+MISSING = 999_999
+
+# Principals in the order they run: admin late, so that what the others must not
+# reach (canned responses, users) still exists when they try.
+PRINCIPALS = ("anonymous", "deactivated", "hd", "ts", "both", "manager", "admin")
+ACCOUNTS = {
+    "hd": ("hd@example.com", "agent", ["help-desk"]),
+    "ts": ("ts@example.com", "agent", ["tech-support"]),
+    "both": ("both@example.com", "agent", ["help-desk", "tech-support"]),
+    "manager": ("manager@example.com", "manager", []),
+    "admin": ("admin@example.com", "admin", []),
+    # Signs in with rights to two queues, then is deactivated before the matrix runs.
+    "deactivated": ("gone@example.com", "agent", ["help-desk", "tech-support"]),
+}
+WALK_IN = "walkin@example.com"  # the account the anonymous client signs in with
+VICTIM = "victim@example.com"  # the user admin pages deactivate and activate
+SIGNED_OUT = ("anonymous", "deactivated")
+
+
+def sees(who: str) -> set[str]:
+    """The queues whose tickets a principal may see."""
+    if who in ("manager", "admin"):
+        return set(QUEUES)
+    if who in SIGNED_OUT:
+        return set()
+    return set(ACCOUNTS[who][2])
+
+
+# --- the world: tickets by mail, users, signed-in clients -------------------------------
+
+
+def mail(*, sender: str, queue: str, subject: str, body: str, attachment: str = "") -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = f"{queue}@example.com"
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain="customer.example")
+    message.set_content(body)
+    if attachment:
+        message.add_attachment(
+            f"log of {subject}\n".encode(), maintype="text", subtype="plain", filename=attachment
+        )
+    return message.as_bytes(policy=email.policy.SMTP)
+
+
+@dataclass
+class World:
+    app: Flask
+    tickets: dict[str, int]  # queue slug -> the number of its main ticket
+    attachments: dict[str, int]  # queue slug -> the id of its main ticket's attachment
+    merge_sources: dict[tuple[str, str], int]  # (principal, queue) -> a ticket to merge away
+    merge_sinks: dict[str, int]  # queue slug -> the ticket merges go into
+    queue_of: dict[int, str]  # every ticket number -> its queue slug
+    queue_names: dict[str, str]
+    tokens: dict[str, str]
+    clients: dict[str, FlaskClient]
+    api: FlaskClient  # no cookies: the API must work (and fail) on the bearer token alone
+    victim_id: int
+    canned_id: int
+    calendar_id: int
+    policy_id: int
+    user_ids: dict[str, int] = field(default_factory=dict)
+
+    def email(self, who: str) -> str:
+        return ACCOUNTS[who][0] if who in ACCOUNTS else WALK_IN
+
+    def api_get(self, who: str, path: str):  # type: ignore[no-untyped-def]
+        token = self.tokens.get(who)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.api.get(path, headers=headers)
+
+
+def _write_session(engine):  # type: ignore[no-untyped-def]
+    return db.session_factory(engine, write=True)()
+
+
+@pytest.fixture
+def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no-untyped-def]
+    with gateway.smtp() as smtp:
+
+        def send(queue: str, subject: str, body: str, attachment: str = "") -> None:
+            sender = f"{re.sub(r'[^a-z0-9]+', '-', subject.lower())}@customer.example"
+            raw = mail(
+                sender=sender, queue=queue, subject=subject, body=body, attachment=attachment
+            )
+            smtp.sendmail(sender, [f"{queue}@example.com"], raw)
+
+        for queue in QUEUES:
+            send(queue, f"Main {queue}", f"The {WORD} in {queue} is broken.", f"{queue}.log")
+            send(queue, f"Sink {queue}", "Merges land here.")
+            for who in PRINCIPALS:
+                send(queue, f"Source {who} {queue}", "Merged away in the matrix.")
+
+    session.expire_all()
+    rows = session.execute(
+        select(Ticket.number, Ticket.subject, Queue.slug).join(Queue, Ticket.queue_id == Queue.id)
+    ).all()
+    by_subject = {subject: number for number, subject, _ in rows}
+    assert len(by_subject) == len(QUEUES) * (2 + len(PRINCIPALS)), rows
+    tickets = {q: by_subject[f"Main {q}"] for q in QUEUES}
+    attachments = {
+        q: session.scalars(
+            select(Attachment.id)
+            .join(Message, Attachment.message_id == Message.id)
+            .join(Ticket, Message.ticket_id == Ticket.id)
+            .where(Ticket.number == tickets[q])
+        ).one()
+        for q in QUEUES
+    }
+
+    tokens = {}
+    for who, (address, role, queues_) in ACCOUNTS.items():
+        tokens[who] = make_user(address, role, queues_)
+    make_user(WALK_IN, "agent", ["help-desk"])
+    make_user(VICTIM, "agent", ["service-desk"])
+    with _write_session(engine) as write, write.begin():
+        response = canned.create(write, title="Greeting", body="Hello!", queue=None, now=utcnow())
+        write.flush()
+        canned_id = response.id
+    user_ids = dict(session.execute(select(User.email, User.id)).all())
+
+    clients = {"anonymous": app.test_client()}
+    for who in ACCOUNTS:
+        clients[who] = app.test_client()
+        assert sign_in(clients[who], ACCOUNTS[who][0]).status_code == 302, who
+    world = World(
+        app=app,
+        tickets=tickets,
+        attachments=attachments,
+        merge_sources={(w, q): by_subject[f"Source {w} {q}"] for w in PRINCIPALS for q in QUEUES},
+        merge_sinks={q: by_subject[f"Sink {q}"] for q in QUEUES},
+        queue_of={number: slug for number, _, slug in rows},
+        queue_names=dict(session.execute(select(Queue.slug, Queue.name)).all()),
+        tokens=tokens,
+        clients=clients,
+        api=app.test_client(use_cookies=False),
+        victim_id=user_ids[VICTIM],
+        canned_id=canned_id,
+        calendar_id=session.scalars(select(SlaCalendar.id)).first(),
+        policy_id=session.scalars(select(SlaPolicy.id)).first(),
+        user_ids=user_ids,
+    )
+
+    # The deactivated agent's session and token work until the moment of deactivation.
+    gone = clients["deactivated"]
+    assert gone.get("/views/all?status=any").status_code == 200
+    assert world.api_get("deactivated", "/api/v1/tickets").status_code == 200
+    with _write_session(engine) as write, write.begin():
+        signin.deactivate(write, write.get(User, user_ids[ACCOUNTS["deactivated"][0]]))
+    return world
+
+
+# --- routes and their rules ---------------------------------------------------------------
+
+PUBLIC = "public"  # anyone, signed in or not
+SIGN_IN = "sign-in"  # POST /login: anyone whose account is active
+SIGNED_IN = "signed-in"  # any signed-in user
+ADMIN = "admin"  # role admin; 404 for everyone else signed in
+REPORTS = "reports"  # roles manager and admin; 404 for agents
+TICKET = "ticket"  # only if the user sees the ticket's queue
+QUEUE = "queue"  # only if the user sees the queue
+API = "api"  # a valid bearer token
+API_TICKET = "api-ticket"  # a valid bearer token whose user sees the ticket's queue
+API_REPORTS = "api-reports"  # a valid bearer token of a manager or admin; 404 for agents
+
+
+@dataclass
+class Target:
+    label: str
+    args: Callable[[str], dict] | dict  # URL arguments, or a function of the principal
+    queue: str | None = None  # the queue whose rights decide, if any
+    exists: bool = True
+
+    def view_args(self, who: str) -> dict:
+        return self.args(who) if callable(self.args) else self.args
+
+
+@dataclass
+class Route:
+    kind: str
+    targets: Callable[[World], list[Target]] = lambda w: [Target("-", {})]
+    data: Callable[[World, str, Target], dict] | None = None  # the form of a POST
+    query: str = ""
+    last: int = 0  # routes that end or replace the session run last, in this order
+
+
+def expected(kind: str, who: str, target: Target) -> str:
+    signed_out = who in SIGNED_OUT
+    if kind == PUBLIC:
+        return "ok" if target.exists else "404"
+    if kind == SIGN_IN:
+        return "401" if who == "deactivated" else "ok"
+    if kind in (API, API_TICKET, API_REPORTS):
+        if signed_out:
+            return "401"
+    elif signed_out:
+        return "login"
+    if not target.exists:
+        return "404"
+    if kind == ADMIN and who != "admin":
+        return "404"
+    if kind in (REPORTS, API_REPORTS) and who not in ("manager", "admin"):
+        return "404"
+    if target.queue is not None and target.queue not in sees(who):
+        return "404"
+    return "ok"
+
+
+def tickets_(w: World) -> list[Target]:
+    return [Target(q, {"number": w.tickets[q]}, queue=q) for q in QUEUES] + [
+        Target("missing", {"number": MISSING}, exists=False)
+    ]
+
+
+def attachments_(w: World) -> list[Target]:
+    return [
+        *(
+            Target(q, {"number": w.tickets[q], "attachment_id": w.attachments[q]}, queue=q)
+            for q in QUEUES
+        ),
+        Target(
+            "another ticket's attachment",
+            {"number": w.tickets["help-desk"], "attachment_id": w.attachments["tech-support"]},
+            exists=False,
+        ),
+        Target(
+            "missing attachment",
+            {"number": w.tickets["help-desk"], "attachment_id": MISSING},
+            exists=False,
+        ),
+    ]
+
+
+def merge_sources(w: World) -> list[Target]:
+    def source(queue: str) -> Callable[[str], dict]:
+        return lambda who: {"number": w.merge_sources[(who, queue)]}
+
+    return [Target(q, source(q), queue=q) for q in QUEUES] + [
+        Target("missing", {"number": MISSING}, exists=False)
+    ]
+
+
+def queues_(w: World, *, scoped: bool = True) -> list[Target]:
+    return [Target(q, {"slug": q}, queue=q if scoped else None) for q in QUEUES] + [
+        Target("missing", {"slug": "no-such-queue"}, exists=False)
+    ]
+
+
+def reports_(w: World) -> list[Target]:
+    return [Target(k, {"kind": k}) for k in ("figures", "tickets")]
+
+
+def calendars_(w: World) -> list[Target]:
+    return [
+        Target("new", {}),
+        Target("calendar", {"calendar_id": w.calendar_id}),
+        Target("missing", {"calendar_id": MISSING}, exists=False),
+    ]
+
+
+def policies_(w: World, new: bool = True) -> list[Target]:
+    return [
+        *([Target("new", {})] if new else []),
+        Target("policy", {"policy_id": w.policy_id}),
+        Target("missing", {"policy_id": MISSING}, exists=False),
+    ]
+
+
+def calendar_form(w: World, who: str, t: Target) -> dict:
+    weekly = "\n".join(f"{day} 09:00-17:00" for day in ("mon", "tue", "wed", "thu", "fri"))
+    return {"name": f"Hours {who} {t.label}", "timezone": "UTC", "weekly": weekly, "holidays": ""}
+
+
+def policy_form(w: World, who: str, t: Target) -> dict:
+    return {
+        "name": f"Policy {who} {t.label}",
+        "position": "5",
+        "queue": "",
+        "priority": "",
+        "calendar": str(w.calendar_id),
+        "first_response_minutes": "60",
+        "resolution_minutes": "480",
+        "warn_percent": "80",
+    }
+
+
+def reply_form(w: World, who: str, t: Target) -> dict:
+    return {"body": f"Reply from {who}.", "seen": "0", "confirm": "y"}
+
+
+def queue_form(w: World, who: str, t: Target) -> dict:
+    slug = t.label if t.exists else "help-desk"
+    return {
+        "name": w.queue_names[slug],
+        "email_address": f"{slug}@example.com",
+        "extra_addresses": "",
+        "closed_reply_policy": "reopen",
+    }
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("static", "GET"): Route(
+        PUBLIC,
+        lambda w: [
+            Target("app.css", {"filename": "app.css"}),
+            Target("missing", {"filename": "no-such-file.css"}, exists=False),
+        ],
+    ),
+    ("login.login", "GET"): Route(PUBLIC),
+    ("login.login", "POST"): Route(
+        SIGN_IN, data=lambda w, who, t: {"email": w.email(who), "password": "password123"}, last=2
+    ),
+    ("login.logout", "POST"): Route(SIGNED_IN, data=lambda w, who, t: {}, last=1),
+    ("views.index", "GET"): Route(SIGNED_IN),
+    ("views.view", "GET"): Route(
+        SIGNED_IN,
+        lambda w: [
+            *(Target(n, {"name": n}) for n in ("mine", "unassigned", "all")),
+            Target("bogus", {"name": "bogus"}, exists=False),
+        ],
+        query="status=any",
+    ),
+    ("views.queue", "GET"): Route(QUEUE, queues_, query="status=any"),
+    ("views.search", "GET"): Route(SIGNED_IN, query=f"q={WORD}&status=any"),
+    ("views.bulk_update", "POST"): Route(
+        SIGNED_IN,
+        data=lambda w, who, t: {
+            "ticket": [str(n) for n in w.tickets.values()],
+            "action": "status",
+            "value": "open",
+            "back": "/views/all",
+        },
+    ),
+    ("tickets.show", "GET"): Route(TICKET, tickets_),
+    ("tickets.reply", "POST"): Route(TICKET, tickets_, reply_form),
+    ("tickets.note", "POST"): Route(
+        TICKET, tickets_, lambda w, who, t: {"body": f"Note from {who}."}
+    ),
+    ("tickets.properties", "POST"): Route(
+        TICKET, tickets_, lambda w, who, t: {"status": "open", "priority": "normal"}
+    ),
+    ("tickets.assignee", "POST"): Route(
+        TICKET, tickets_, lambda w, who, t: {"value": w.email(who)}
+    ),
+    # Into the queue the ticket is in: passes the same checks as a real move, changes nothing.
+    ("tickets.move", "POST"): Route(
+        TICKET, tickets_, lambda w, who, t: {"value": t.queue or "help-desk"}
+    ),
+    ("tickets.tags", "POST"): Route(
+        TICKET, tickets_, lambda w, who, t: {"value": "matrix, rights"}
+    ),
+    ("tickets.merge", "POST"): Route(
+        TICKET,
+        merge_sources,
+        lambda w, who, t: {"value": str(w.merge_sinks.get(t.label, w.merge_sinks["help-desk"]))},
+    ),
+    ("tickets.presence_state", "GET"): Route(TICKET, tickets_),
+    ("tickets.attachment", "GET"): Route(TICKET, attachments_),
+    ("admin.users_page", "GET"): Route(ADMIN),
+    ("admin.users_page", "POST"): Route(
+        ADMIN,
+        data=lambda w, who, t: {
+            "email": f"new-{who}@example.com",
+            "name": "New",
+            "role": "agent",
+            "queues": ["help-desk"],
+            "password": "",
+        },
+    ),
+    ("admin.deactivate", "POST"): Route(
+        ADMIN,
+        lambda w: [
+            Target("victim", {"user_id": w.victim_id}),
+            Target("missing", {"user_id": MISSING}, exists=False),
+        ],
+        lambda w, who, t: {},
+    ),
+    ("admin.activate", "POST"): Route(
+        ADMIN,
+        lambda w: [
+            Target("victim", {"user_id": w.victim_id}),
+            Target("missing", {"user_id": MISSING}, exists=False),
+        ],
+        lambda w, who, t: {},
+    ),
+    ("admin.queues_page", "GET"): Route(ADMIN),
+    ("admin.queue_page", "GET"): Route(ADMIN, lambda w: queues_(w, scoped=False)),
+    ("admin.queue_page", "POST"): Route(ADMIN, lambda w: queues_(w, scoped=False), queue_form),
+    ("admin.canned_page", "GET"): Route(ADMIN),
+    ("admin.canned_page", "POST"): Route(
+        ADMIN, data=lambda w, who, t: {"title": f"From {who}", "body": "Hello.", "queue": ""}
+    ),
+    ("admin.canned_delete", "POST"): Route(
+        ADMIN,
+        lambda w: [
+            Target("greeting", {"response_id": w.canned_id}),
+            Target("missing", {"response_id": MISSING}, exists=False),
+        ],
+        lambda w, who, t: {},
+    ),
+    ("sla_admin.index", "GET"): Route(ADMIN),
+    ("sla_admin.calendar_page", "GET"): Route(ADMIN, calendars_),
+    ("sla_admin.calendar_page", "POST"): Route(ADMIN, calendars_, calendar_form),
+    ("sla_admin.import_holidays", "POST"): Route(
+        ADMIN,
+        lambda w: calendars_(w)[1:],
+        lambda w, who, t: {"years": "2026", "country": "DE", "subdivision": ""},
+    ),
+    ("sla_admin.policy_page", "GET"): Route(ADMIN, policies_),
+    ("sla_admin.policy_page", "POST"): Route(ADMIN, policies_, policy_form),
+    ("sla_admin.policy_delete", "POST"): Route(
+        ADMIN, lambda w: policies_(w, new=False), lambda w, who, t: {}
+    ),
+    ("admin.me", "GET"): Route(SIGNED_IN),
+    ("admin.me", "POST"): Route(SIGNED_IN, data=lambda w, who, t: {"notify_assigned": "y"}),
+    ("reports.sla", "GET"): Route(REPORTS),
+    ("reports.sla_csv", "GET"): Route(REPORTS, reports_),
+    ("api.tickets_index", "GET"): Route(API, query="status=any"),
+    ("api.tickets_show", "GET"): Route(API_TICKET, tickets_),
+    ("api.reports_sla", "GET"): Route(API_REPORTS),
+}
+
+
+def route_table(app: Flask) -> tuple[list[tuple[str, str]], set[tuple[str, str]], list[str]]:
+    """Every (endpoint, method) of the app, every (rule, method), and what is not classified."""
+    found, rules, problems = [], set(), []
+    for rule in app.url_map.iter_rules():
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            rules.add((rule.rule, method))
+            if (rule.endpoint, method) in found:
+                continue  # another rule of the same view: its targets must reach both
+            found.append((rule.endpoint, method))
+            if (rule.endpoint, method) not in ROUTES:
+                problems.append(f"not classified: {method} {rule.rule} ({rule.endpoint})")
+    problems += [f"classified but gone: {m} {e}" for e, m in ROUTES if (e, m) not in found]
+    return found, rules, problems
+
+
+def flashed_errors(client: FlaskClient) -> list[str]:
+    with client.session_transaction() as session:
+        return [text for category, text in session.pop("_flashes", []) if category == "error"]
+
+
+def outcome(client: FlaskClient | None, response) -> str:  # type: ignore[no-untyped-def]
+    if response.status_code in (301, 302, 303, 307, 308):
+        location = urlsplit(response.headers["Location"])
+        if location.path == "/login" and "next=" in location.query:
+            return "login"
+    if response.status_code >= 400:
+        return str(response.status_code)
+    errors = flashed_errors(client) if client is not None else []
+    return f"refused ({errors[0]})" if errors else "ok"
+
+
+def test_rights_matrix(world: World, capsys) -> None:  # type: ignore[no-untyped-def]
+    app = world.app
+    found, rules, problems = route_table(app)
+    assert not problems, "\n".join(problems)
+    adapter = app.url_map.bind("localhost")
+    cells = sorted(found, key=lambda item: ROUTES[item].last)
+    reached: set[tuple[str, str]] = set()
+
+    mismatches: list[str] = []
+    tally: Counter[str] = Counter()
+    size = 0
+    for who in PRINCIPALS:
+        client = world.clients[who]
+        for endpoint, method in cells:
+            route = ROUTES[(endpoint, method)]
+            for target in route.targets(world):
+                path = adapter.build(endpoint, target.view_args(who), method=method)
+                rule, _ = adapter.match(urlsplit(path).path, method=method, return_rule=True)
+                reached.add((rule.rule, method))
+                if route.query:
+                    path += ("&" if "?" in path else "?") + route.query
+                if route.kind in (API, API_TICKET, API_REPORTS):
+                    got = outcome(None, world.api_get(who, path))
+                elif method == "GET":
+                    got = outcome(client, client.get(path))
+                else:
+                    assert route.data is not None, endpoint
+                    form = route.data(world, who, target)
+                    form["csrf_token"] = csrf(client.get("/login").data)
+                    got = outcome(client, client.post(path, data=form))
+                want = expected(route.kind, who, target)
+                size += 1
+                tally[f"{who}:{got}"] += 1
+                if got != want:
+                    mismatches.append(
+                        f"{who:<11} {method:<4} {path:<48} [{target.label}] "
+                        f"expected {want}, got {got}"
+                    )
+
+    mismatches += [f"no target reaches {m} {r}" for r, m in sorted(rules - reached)]
+    with capsys.disabled():
+        print(
+            f"\nrights matrix: {len(PRINCIPALS)} principals x {len(rules)} routes "
+            f"({len(found)} views) x their targets = {size} cells"
+        )
+        for who in PRINCIPALS:
+            summary = ", ".join(
+                f"{k.split(':', 1)[1]} {v}" for k, v in sorted(tally.items()) if k.startswith(who)
+            )
+            print(f"  {who:<11} {summary}")
+        for line in mismatches:
+            print("  MISMATCH", line)
+    assert not mismatches, f"{len(mismatches)} mismatches:\n" + "\n".join(mismatches)
+
+
+def test_deactivation_stops_session_and_token_at_once(world: World) -> None:
+    """Deactivated by an admin through the web app: the agent's next request fails."""
+    agent, admin = world.clients["hd"], world.clients["admin"]
+    assert agent.get("/views/all").status_code == 200
+    assert world.api_get("hd", "/api/v1/tickets").status_code == 200
+    token = csrf(admin.get("/admin/users").data)
+    user_id = world.user_ids["hd@example.com"]
+    deactivated = admin.post(f"/admin/users/{user_id}/deactivate", data={"csrf_token": token})
+    assert deactivated.status_code == 302
+    assert outcome(agent, agent.get("/views/all")) == "login"
+    assert outcome(agent, agent.get(f"/tickets/{world.tickets['help-desk']}")) == "login"
+    assert world.api_get("hd", "/api/v1/tickets").status_code == 401
+    # Activating again does not bring back the old session or token.
+    admin.post(f"/admin/users/{user_id}/activate", data={"csrf_token": token})
+    assert outcome(agent, agent.get("/views/all")) == "login"
+    assert world.api_get("hd", "/api/v1/tickets").status_code == 401
+
+
+# --- lists, search and the API listing stay inside the user's queues -----------------------
+
+LISTED = re.compile(r'name="ticket" value="(\d+)"')
+
+
+@pytest.mark.parametrize("who", ["hd", "ts", "both", "manager", "admin"])
+def test_lists_show_only_visible_queues(world: World, who: str) -> None:
+    client, visible = world.clients[who], sees(who)
+    problems = []
+
+    def check(where: str, numbers: set[int], want: set[int] | None = None) -> None:
+        foreign = sorted(n for n in numbers if world.queue_of[n] not in visible)
+        if foreign:
+            problems.append(f"{where} lists tickets of other queues: {foreign}")
+        if want is not None and numbers != want:
+            problems.append(f"{where} lists {sorted(numbers)}, expected {sorted(want)}")
+
+    with_word = {world.tickets[q] for q in visible}
+    everything = {n for n, q in world.queue_of.items() if q in visible}
+    pages = {
+        "/views/all?status=any": None,
+        "/views/unassigned?status=any": None,
+        "/views/mine?status=any": None,
+        f"/search?q={WORD}&status=any": with_word,
+        "/search?q=customer.example&status=any": None,
+        **{f"/search?q={world.tickets[q]}&status=any": set() for q in QUEUES if q not in visible},
+        **{f"/queues/{q}?status=any": None for q in visible},
+    }
+    for path, want in pages.items():
+        response = client.get(path)
+        assert response.status_code == 200, path
+        html = response.get_data(as_text=True)
+        check(path, {int(n) for n in LISTED.findall(html)}, want)
+        sidebar = set(re.findall(r'href="/queues/([\w-]+)"', html))
+        if sidebar != visible:
+            problems.append(f"{path} sidebar shows queues {sorted(sidebar)}")
+    # Sanity: the listings above are not empty by accident.
+    all_page = client.get("/views/all?status=any").get_data(as_text=True)
+    check("/views/all?status=any", {int(n) for n in LISTED.findall(all_page)}, everything)
+
+    api = {
+        "/api/v1/tickets?status=any": everything,
+        f"/api/v1/tickets?status=any&q={WORD}": with_word,
+        **{f"/api/v1/tickets?status=any&queue={q}": None for q in visible},
+    }
+    for path, want in api.items():
+        response = world.api_get(who, path)
+        assert response.status_code == 200, path
+        check(path, {t["number"] for t in response.get_json()["tickets"]}, want)
+    missing = world.api_get(who, "/api/v1/tickets?queue=no-such-queue")
+    for q in sorted(set(QUEUES) - visible):
+        hidden = world.api_get(who, f"/api/v1/tickets?queue={q}")
+        # An invisible queue answers exactly like one that does not exist.
+        if (hidden.status_code, hidden.get_json()) != (missing.status_code, missing.get_json()):
+            problems.append(f"API queue={q}: {hidden.status_code} {hidden.get_json()}")
+    assert not problems, "\n".join(problems)
+
+
+# --- writes cannot reach past the user's queues -----------------------------------------
+
+
+def ticket_state(session, world: World) -> dict[int, tuple]:  # type: ignore[no-untyped-def]
+    session.expire_all()
+    rows = session.execute(
+        select(
+            Ticket.number,
+            Ticket.queue_id,
+            Ticket.status,
+            Ticket.priority,
+            Ticket.assignee_id,
+            Ticket.merged_into_id,
+            select(func.count(Message.id)).where(Message.ticket_id == Ticket.id).scalar_subquery(),
+            select(func.count(TicketEvent.id))
+            .where(TicketEvent.ticket_id == Ticket.id)
+            .scalar_subquery(),
+        )
+    ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def post(client: FlaskClient, path: str, data: dict):  # type: ignore[no-untyped-def]
+    data = {**data, "csrf_token": csrf(client.get("/login").data)}
+    response = client.post(path, data=data)
+    assert response.status_code == 302, (path, response.status_code)
+    return outcome(client, response)
+
+
+def test_bulk_actions_change_nothing_outside_rights(world: World, session) -> None:
+    client, hd, ts, sd = (
+        world.clients["hd"],
+        world.tickets["help-desk"],
+        world.tickets["tech-support"],
+        world.tickets["service-desk"],
+    )
+    before = ticket_state(session, world)
+
+    def bulk(numbers: list[int], action: str, value: str = "") -> str:
+        form = {"ticket": [str(n) for n in numbers], "action": action, "value": value}
+        return post(client, "/tickets/bulk", form)
+
+    for action, value in [("close", ""), ("status", "pending"), ("assign", "hd@example.com")]:
+        bulk([ts, sd], action, value)
+        assert ticket_state(session, world) == before, action
+    bulk([ts, sd], "move", "help-desk")
+    assert ticket_state(session, world) == before
+
+    # Moving a visible ticket into a queue the agent is not in is refused.
+    assert bulk([hd], "move", "tech-support").startswith("refused")
+    # Assigning to someone who cannot see the queue is refused.
+    assert bulk([hd], "assign", "ts@example.com").startswith("refused")
+    assert bulk([hd], "assign", "gone@example.com").startswith("refused")
+    assert ticket_state(session, world) == before
+
+    # A mixed selection changes only the visible ticket.
+    assert bulk([hd, ts, sd], "close") == "ok"
+    after = ticket_state(session, world)
+    assert after[hd][1] == "closed"
+    assert {n: s for n, s in after.items() if n != hd} == {
+        n: s for n, s in before.items() if n != hd
+    }
+
+
+def test_move_into_a_queue_you_are_not_in_is_refused(world: World, session) -> None:
+    hd, both = world.clients["hd"], world.clients["both"]
+    number = world.tickets["help-desk"]
+    before = ticket_state(session, world)
+    assert post(hd, f"/tickets/{number}/queue", {"value": "tech-support"}).startswith("refused")
+    assert post(hd, f"/tickets/{number}/queue", {"value": "service-desk"}).startswith("refused")
+    assert post(both, f"/tickets/{number}/queue", {"value": "service-desk"}).startswith("refused")
+    assert ticket_state(session, world) == before
+    # The same move into a queue the agent is in goes through.
+    assert post(both, f"/tickets/{number}/queue", {"value": "tech-support"}) == "ok"
+    session.expire_all()
+    moved = session.scalars(select(Ticket).where(Ticket.number == number)).one()
+    assert moved.queue.slug == "tech-support"
+
+
+def test_assigning_to_someone_who_cannot_see_the_queue_is_refused(world: World, session) -> None:
+    hd, admin = world.clients["hd"], world.clients["admin"]
+    mine, theirs = world.tickets["help-desk"], world.tickets["tech-support"]
+    before = ticket_state(session, world)
+    for assignee in ("ts@example.com", "gone@example.com", VICTIM, "nobody@example.com"):
+        got = post(hd, f"/tickets/{mine}/assignee", {"value": assignee})
+        assert got.startswith("refused"), assignee
+    assert post(admin, f"/tickets/{theirs}/assignee", {"value": "hd@example.com"}).startswith(
+        "refused"
+    )
+    assert ticket_state(session, world) == before
+    assert post(hd, f"/tickets/{mine}/assignee", {"value": "both@example.com"}) == "ok"
+    assert post(admin, f"/tickets/{theirs}/assignee", {"value": "manager@example.com"}) == "ok"
+
+
+def test_merging_into_a_ticket_outside_rights_is_refused(world: World, session) -> None:
+    hd = world.clients["hd"]
+    mine = world.tickets["help-desk"]
+    before = ticket_state(session, world)
+    for target in (world.tickets["tech-support"], world.tickets["service-desk"], MISSING):
+        got = post(hd, f"/tickets/{mine}/merge", {"value": str(target)})
+        assert got.startswith("refused"), target
+    assert ticket_state(session, world) == before

@@ -24,7 +24,7 @@ from helpdesk.bounces import apply_report, read_report
 from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
 from helpdesk.mail.classify import classify, is_automated
 from helpdesk.mail.parse import InboundEmail, ParseError, parse
-from helpdesk.models import RawMail, Ticket, User
+from helpdesk.models import Contact, RawMail, Ticket, User
 from helpdesk.notifications import notify
 from helpdesk.settings import Settings
 from helpdesk.threads import ThreadContext, find_ticket
@@ -185,11 +185,10 @@ def _apply(
         return IntakeResult("dropped", row.id, flags=sorted(flags), reason="loop")
 
     report = read_report(mail) if "bounce" in flags else None
-    if report is not None:
-        if not report.permanent:
-            log.info("delivery delayed for %s (raw mail %s)", ", ".join(report.delayed), row.id)
-            return IntakeResult("dropped", row.id, flags=sorted(flags), reason="delivery_delayed")
-        apply_report(session, report, now=now)
+    if report is not None and not report.final:
+        reason = "delivery_delayed" if report.delayed else "delivery_report"
+        log.info("%s for %s (raw mail %s)", reason, ", ".join(report.delayed) or "-", row.id)
+        return IntakeResult("dropped", row.id, flags=sorted(flags), reason=reason)
 
     ctx = ThreadContext(
         session, mail, sender, settings.secret_key, settings.subject_tag_prefix,
@@ -202,6 +201,9 @@ def _apply(
     )
     if match is not None:
         ticket = match.ticket
+        if report is not None:
+            # Only a report about one of our messages may mark an address.
+            apply_report(session, report, now=now)
         if _opens_new_ticket(ticket, incoming):
             return _new_ticket(incoming, [ticket.queue.slug], follow_up_of=ticket)
         return _follow_up(incoming, ticket, match.rule)
@@ -276,15 +278,15 @@ def _new_ticket(
     queue = queues.by_slug(session, slugs[0])
     if queue is None:
         raise ParseError(f"queue {slugs[0]} no longer exists")
-    requester = contacts.get_or_create(session, incoming.sender, mail.from_name, now=now)
+    requester = _requester(incoming)
     ticket = tickets.open_ticket(
         session, queue=queue, requester=requester, subject=mail.subject, now=now
     )
     ticket.follow_up_of = follow_up_of
     message = tickets.add_inbound_message(
-        session, ticket, mail, raw_mail_id=incoming.row.id, contact=requester,
-        author_id=agent.id if agent else None, flags=incoming.flags,
-        also_addressed=slugs[1:], now=now,
+        session, ticket, mail, raw_mail_id=incoming.row.id,
+        contact=None if agent else requester, author_id=agent.id if agent else None,
+        flags=incoming.flags, also_addressed=slugs[1:], now=now,
     )  # fmt: skip
     if not incoming.automated:
         _add_ccs(session, ticket, mail, incoming.directory, now)
@@ -298,6 +300,33 @@ def _new_ticket(
             actor_id=agent.id if agent else None, excerpt=mail.text,
         )  # fmt: skip
     return IntakeResult("new_ticket", incoming.row.id, ticket.number, incoming.flags)
+
+
+def _requester(incoming: Incoming) -> Contact:
+    """The sender; for an agent's mail, the first customer it is addressed to.
+
+    An agent who writes to a customer with the queue in copy opens the ticket
+    on the customer's behalf; only mail with no customer in To/Cc makes the
+    agent the requester (someone must be).
+    """
+    session, mail, now = incoming.session, incoming.mail, incoming.now
+    name, address = mail.from_name, incoming.sender
+    if incoming.agent is not None:
+        customers = _customer_recipients(session, mail, incoming.directory)
+        if customers:
+            name, address = customers[0]
+    return contacts.get_or_create(session, address, name, now=now)
+
+
+def _customer_recipients(
+    session: Session, mail: InboundEmail, directory: QueueDirectory
+) -> list[tuple[str, str]]:
+    """To/Cc addresses that are neither ours (queues) nor agents', in order."""
+    return [
+        (name, address)
+        for name, address in [*mail.to, *mail.cc]
+        if directory.route(address)[0] is not Route.QUEUE and _agent(session, address) is None
+    ]
 
 
 def _agent(session: Session, address: str) -> User | None:
@@ -314,9 +343,7 @@ def _add_ccs(
     session: Session, ticket: Ticket, mail: InboundEmail, directory: QueueDirectory, now: datetime
 ) -> None:
     """Customer addresses in To/Cc become CCs; our own addresses and agents never do."""
-    for name, address in [*mail.to, *mail.cc]:
-        if directory.route(address)[0] is Route.QUEUE or address == ticket.requester.email:
-            continue
-        if _agent(session, address) is not None:
+    for name, address in _customer_recipients(session, mail, directory):
+        if address == ticket.requester.email:
             continue
         tickets.add_cc(session, ticket, contacts.get_or_create(session, address, name, now=now))

@@ -3,7 +3,9 @@
 The rules run in order and the first match wins (DESIGN.md, "Email rules"):
 our signed Message-IDs in In-Reply-To/References, then any stored Message-ID,
 then the subject tag, which only counts when the sender already takes part in
-the ticket. Subject text alone never threads.
+the ticket (or in the ticket it was merged into). Subject text alone never
+threads. A tag that does not count leaves a flag: ``tag_mismatch`` for a
+sender who takes no part, ``unknown_tag`` for a ticket that does not exist.
 """
 
 from __future__ import annotations
@@ -93,8 +95,9 @@ def subject_tag(ctx: ThreadContext) -> Ticket | None:
     if ticket is None:
         ctx.flags.add("unknown_tag")
         return None
+    # The requester of a merged ticket still writes with its tag.
     target = resolve_merges(ctx.session, ticket)
-    if not is_participant(ctx.session, target, ctx.sender):
+    if not any(is_participant(ctx.session, t, ctx.sender) for t in {ticket, target}):
         ctx.flags.add("tag_mismatch")
         return None
     return ticket

@@ -11,6 +11,8 @@ from helpdesk.mail.parse import InboundEmail
 from helpdesk.models import Attachment, Contact, Counter, Message, Queue, Ticket, TicketCC
 
 REOPENABLE = ("resolved", "closed")
+# Ticket.number is a 32-bit integer column.
+MAX_NUMBER = 2**31 - 1
 
 
 def next_number(session: Session) -> int:
@@ -30,6 +32,13 @@ def next_number(session: Session) -> int:
 
 
 def by_number(session: Session, number: int) -> Ticket | None:
+    """The ticket with this public number; None for a number no ticket can have.
+
+    Numbers come from mail (subject tags), so they are checked against the
+    32-bit column first: PostgreSQL refuses to compare with a larger value.
+    """
+    if not 0 < number <= MAX_NUMBER:
+        return None
     return session.scalars(select(Ticket).where(Ticket.number == number)).one_or_none()
 
 

@@ -27,6 +27,7 @@ from helpdesk.mail.parse import InboundEmail, ParseError, parse
 from helpdesk.models import Contact, RawMail, Ticket, User
 from helpdesk.notifications import notify
 from helpdesk.settings import Settings
+from helpdesk.sla.service import refresh as refresh_sla
 from helpdesk.threads import ThreadContext, find_ticket
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ def _follow_up(incoming: Incoming, ticket: Ticket, rule: str) -> IntakeResult:
         author_id=agent.id if agent else None, flags=incoming.flags, also_addressed=[], now=now,
     )  # fmt: skip
     if agent is None:
-        tickets.record_customer_reply(ticket, automated=incoming.automated, now=now)
+        tickets.record_customer_reply(session, ticket, automated=incoming.automated, now=now)
     if not incoming.automated:
         _add_ccs(session, ticket, mail, incoming.directory, now)
         if agent is None:
@@ -268,6 +269,7 @@ def _follow_up(incoming: Incoming, ticket: Ticket, rule: str) -> IntakeResult:
                 excerpt=mail.text,
             )  # fmt: skip
     incoming.row.ticket_id = ticket.id
+    refresh_sla(session, ticket, now=now)
     return IntakeResult("follow_up", incoming.row.id, ticket.number, incoming.flags, rule)
 
 
@@ -299,6 +301,7 @@ def _new_ticket(
             session, ticket, "new_ticket", settings=incoming.settings, now=now,
             actor_id=agent.id if agent else None, excerpt=mail.text,
         )  # fmt: skip
+    refresh_sla(session, ticket, now=now)
     return IntakeResult("new_ticket", incoming.row.id, ticket.number, incoming.flags)
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from helpdesk import history
 from helpdesk.mail.parse import InboundEmail
 from helpdesk.models import Attachment, Contact, Counter, Message, Queue, Ticket, TicketCC
 
@@ -127,14 +128,19 @@ def add_inbound_message(
     return message
 
 
-def record_customer_reply(ticket: Ticket, *, automated: bool, now: datetime) -> None:
-    """A customer wrote on an existing ticket: reopen or wake it, unless a robot wrote."""
+def record_customer_reply(
+    session: Session, ticket: Ticket, *, automated: bool, now: datetime
+) -> None:
+    """A customer wrote on an existing ticket: reopen or wake it, unless a robot wrote.
+
+    The status change goes into the ticket's history, where SLA clocks read it.
+    """
     if automated:
         return
-    if ticket.status in REOPENABLE:
+    if ticket.status in (*REOPENABLE, "pending"):
+        old = ticket.status
+        history.record(session, ticket, "status", actor=None, old=old, new="open", now=now)
         ticket.status = "open"
         ticket.resolved_at = None
         ticket.closed_at = None
-    elif ticket.status == "pending":
-        ticket.status = "open"
     ticket.updated_at = now

@@ -4,6 +4,7 @@ ticket plus an outbox row, in the caller's transaction. Delivery is the worker's
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.mail.compose import Outgoing, build
-from helpdesk.models import Contact, Message, OutboxMail, Ticket
+from helpdesk.models import Attachment, Contact, Message, OutboxMail, Ticket
 
 
 def suppressed(session: Session, addresses: list[str]) -> set[str]:
@@ -63,6 +64,17 @@ def enqueue(
         author_id=author_id,
         created_at=now,
     )
+    # Kept on the message too, so the thread shows what was sent.
+    for filename, content_type, data in out.attachments:
+        message.attachments.append(
+            Attachment(
+                filename=filename,
+                content_type=content_type[:255],
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                data=data,
+            )
+        )
     session.add(message)
     if not out.to and not out.cc:
         return message, None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email
+import hashlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -299,7 +300,7 @@ def test_agent_reply_goes_to_requester_and_ccs_without_auto_headers(
     assert shown[2]["cc"] == [CC]
 
 
-def test_agent_reply_with_attachments(gateway, engine, relay, relay_settings):
+def test_agent_reply_with_attachments(gateway, engine, relay, relay_settings, client, make_user):
     gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
     pdf = b"%PDF-1.4\n% not really a PDF\n\x00\x01\x02\xff"
     notes = "Schritt 1: Gerät aus, dann warten.\n".encode()
@@ -317,6 +318,16 @@ def test_agent_reply_with_attachments(gateway, engine, relay, relay_settings):
     assert files["Übersicht.txt"].get_content_type() == "text/plain"
     assert files["Übersicht.txt"].get_payload(decode=True) == notes
     assert_crlf_only(data)
+
+    # The thread shows what was sent.
+    token = make_user(AGENT, "agent", ["help-desk"])
+    shown = api_ticket(client, token)["messages"][-1]
+    assert shown["kind"] == "outbound"
+    assert [(a["filename"], a["content_type"], a["size"]) for a in shown["attachments"]] == [
+        ("report.pdf", "application/pdf", len(pdf)),
+        ("Übersicht.txt", "text/plain", len(notes)),
+    ]
+    assert shown["attachments"][0]["sha256"] == hashlib.sha256(pdf).hexdigest()
 
 
 # --- 2. and 3. Temporary and permanent failures -----------------------------

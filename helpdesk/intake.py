@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from helpdesk import contacts, queues, tickets
@@ -117,6 +117,11 @@ def apply(
     try:
         with session.begin_nested():
             result = _apply(session, row, mail, envelope, settings, now, directory)
+    except DataError as exc:
+        # A value the database refuses (too long, NUL, out of range) will be
+        # refused on every retry too: keep the raw mail as failed instead.
+        log.warning("raw mail %s has data the database refuses; stored as failed", row.id)
+        return _fail(row, f"DataError: {exc.orig}", now)
     except SQLAlchemyError:
         raise
     except Exception as exc:

@@ -98,3 +98,16 @@ def test_oversize_message_is_refused(gateway):
                 "a@customer.example", ["help-desk@example.com"], b"x" * (26 * 1024 * 1024)
             )
         assert info.value.smtp_code == 552
+
+
+def test_value_the_database_refuses_is_kept_as_failed_not_retried_forever(gateway, session):
+    """Regression: a 330-character envelope sender with no From header made
+    PostgreSQL refuse the contact (String(320)) and the gateway answer 451 on
+    every retry, storing nothing. Now the raw mail is kept (failed there)."""
+    sender = "s" * 330 + "@customer.example"
+    raw = b"To: help-desk@example.com\r\nSubject: no from\r\nMessage-ID: <long@x>\r\n\r\nhi\r\n"
+    assert gateway.send(raw, mail_from=sender) == {}
+    row = session.scalars(select(RawMail)).one()
+    assert row.state in ("processed", "failed")
+    if row.state == "failed":
+        assert row.error.startswith("DataError")

@@ -61,7 +61,12 @@ def tag(prefix: str, number: int) -> str:
 
 
 def reply_subject(subject: str, prefix: str, number: int) -> str:
-    """``Re: [HD#12] original subject``, without piling up Re:/tags."""
+    """``Re: [HD#12] original subject``, without piling up Re:/tags.
+
+    A subject holding CR or LF is refused here, before whitespace folding
+    could hide it (subjects from mail are already single lines).
+    """
+    check_header("Subject", subject or "")
     marker = tag(prefix, number)
     core = _TAG_PREFIXES_RE.sub("", subject or "").replace(marker, "").strip()
     core = re.sub(r"\s{2,}", " ", core)
@@ -112,7 +117,8 @@ def build(out: Outgoing) -> EmailMessage:
     msg = EmailMessage()
     local, _, domain = out.from_address.partition("@")
     msg["From"] = Address(display_name=out.from_name, username=local, domain=domain)
-    msg["To"] = ", ".join(out.to)
+    # Every recipient may be a CC (the requester's address bounces): say so.
+    msg["To"] = ", ".join(out.to) if out.to else "undisclosed-recipients:;"
     if out.cc:
         msg["Cc"] = ", ".join(out.cc)
     if out.reply_to:

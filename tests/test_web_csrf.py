@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from urllib.parse import unquote
 
 import pytest
 from flask import Flask
@@ -338,3 +339,56 @@ def test_api_ignores_the_session_cookie(setup: Setup) -> None:
     assert client.get("/views/all").status_code == 200
     assert client.get("/api/v1/tickets").status_code == 401
     assert client.get(f"/api/v1/tickets/{setup.first}").status_code == 401
+
+
+# Browsers drop tabs and newlines inside URLs and read a backslash as a slash, so each of
+# these would leave the site after signing in (or break the response header).
+FOREIGN_NEXT = [
+    "//evil.example/",
+    "/%5Cevil.example/",
+    "/%09/evil.example/",
+    "/%0a/evil.example/",
+    "/%0d%0a/evil.example/",
+    "%20//evil.example/",
+    "https://evil.example/",
+]
+
+
+@pytest.mark.parametrize("target", FOREIGN_NEXT)
+def test_sign_in_redirects_only_within_the_site(setup: Setup, target: str) -> None:
+    client = setup.app.test_client()
+    token = csrf(client.get(f"/login?next={target}").data)
+    response = client.post(
+        f"/login?next={target}",
+        data={"email": AGENT, "password": "password123", "csrf_token": token},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+def test_sign_in_follows_a_local_next(setup: Setup) -> None:
+    client = setup.app.test_client()
+    redirect = client.get(f"/tickets/{setup.first}?html=1")
+    assert redirect.status_code == 302
+    login = redirect.headers["Location"]
+    token = csrf(client.get(login).data)
+    response = client.post(
+        login, data={"email": AGENT, "password": "password123", "csrf_token": token}
+    )
+    assert response.headers["Location"] == f"/tickets/{setup.first}?html=1"
+
+
+@pytest.mark.parametrize("back", ["//evil.example/", "/%09/evil.example/", "https://evil.example/"])
+def test_bulk_action_returns_only_within_the_site(setup: Setup, back: str) -> None:
+    client = client_for(setup.app, AGENT)
+    token = csrf(client.get("/login").data)
+    form = {"ticket": [str(setup.first)], "action": "close", "csrf_token": token}
+    done = client.post("/tickets/bulk", data={**form, "back": unquote(back)})
+    assert done.headers["Location"] == "/", done.headers["Location"]
+    # A refused action goes back to the list it came from, never to another site.
+    refused = client.post(
+        "/tickets/bulk", data={**form, "ticket": []}, headers={"Referer": unquote(back)}
+    )
+    assert refused.headers["Location"] == "/", refused.headers["Location"]
+    again = client.post("/tickets/bulk", data={**form, "ticket": [], "back": "/views/all?page=1"})
+    assert again.headers["Location"] == "/views/all?page=1"

@@ -617,6 +617,10 @@ def list_problems(world: World, who: str) -> list[str]:
         sidebar = set(re.findall(r'href="/queues/([\w-]+)"', html))
         if sidebar != visible:
             problems.append(f"{who}: {path} sidebar shows queues {sorted(sidebar)}")
+        # Every ticket is still active, so "everything" counts exactly the visible ones.
+        counted = re.search(r'data-view="all">(\d+)<', html)
+        if counted is None or int(counted.group(1)) != len(everything):
+            problems.append(f"{who}: {path} sidebar counts {counted and counted.group(1)}")
     # Sanity: the listings above are not empty by accident.
     all_page = client.get("/views/all?status=any").get_data(as_text=True)
     check("/views/all?status=any", {int(n) for n in LISTED.findall(all_page)}, everything)
@@ -711,11 +715,14 @@ def test_move_into_a_queue_you_are_not_in_is_refused(world: World, session) -> N
     assert post(hd, f"/tickets/{number}/queue", {"value": "service-desk"}).startswith("refused")
     assert post(both, f"/tickets/{number}/queue", {"value": "service-desk"}).startswith("refused")
     assert ticket_state(session, world) == before
-    # The same move into a queue the agent is in goes through.
+    # The same move into a queue the agent is in goes through, and the assignee who
+    # could not follow the ticket there is unassigned.
+    assert post(hd, f"/tickets/{number}/assignee", {"value": "hd@example.com"}) == "ok"
     assert post(both, f"/tickets/{number}/queue", {"value": "tech-support"}) == "ok"
     session.expire_all()
     moved = session.scalars(select(Ticket).where(Ticket.number == number)).one()
-    assert moved.queue.slug == "tech-support"
+    assert (moved.queue.slug, moved.assignee) == ("tech-support", None)
+    assert outcome(hd, hd.get(f"/tickets/{number}")) == "404"
 
 
 def test_assigning_to_someone_who_cannot_see_the_queue_is_refused(world: World, session) -> None:

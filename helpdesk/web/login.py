@@ -82,8 +82,16 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired()])
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else the start page. Browsers drop tabs
+    and newlines inside a URL and read a backslash as a slash, so ``/<TAB>/evil.example``
+    would leave the site: control characters and backslashes are refused too."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and not any(ord(c) < 32 or c in "\\\x7f" for c in target)
+    ):
         return target
     return url_for("views.index")
 
@@ -105,7 +113,7 @@ def login():  # type: ignore[no-untyped-def]
         if web_session is not None:
             session.clear()  # rotate: nothing from before sign-in survives
             login_user(SignedIn(web_session.id, web_session.user))
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
         flash("Wrong email or password.", "error")
         status = 401
     return render_template("login.html", form=form), status

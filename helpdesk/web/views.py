@@ -19,7 +19,7 @@ from helpdesk.listing import (
 )
 from helpdesk.models import PRIORITIES, STATUSES
 from helpdesk.web.db import commit, get_session, get_settings
-from helpdesk.web.login import user
+from helpdesk.web.login import safe_next, user
 
 bp = Blueprint("views", __name__)
 
@@ -152,10 +152,7 @@ def bulk_update():  # type: ignore[no-untyped-def]
         )  # fmt: skip
     except bulk.BulkError as exc:
         flash(str(exc), "error")
-        return redirect(request.referrer or url_for("views.index"))
+        return redirect(safe_next(request.form.get("back")))
     commit()
     flash(f"Updated {changed} ticket(s).", "info")
-    back = request.form.get("back", "")
-    return redirect(
-        back if back.startswith("/") and not back.startswith("//") else url_for("views.index")
-    )
+    return redirect(safe_next(request.form.get("back")))

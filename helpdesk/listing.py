@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import Select, case, false, func, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from helpdesk import search
@@ -95,11 +95,9 @@ class Page:
 
 def _filtered(session: Session, user: User, f: TicketFilter) -> Select:
     queue_ids = visible_queue_ids(session, user)
-    stmt = (
-        select(Ticket)
-        .outerjoin(TicketSla, TicketSla.ticket_id == Ticket.id)
-        .where(Ticket.queue_id.in_(queue_ids), Ticket.merged_into_id.is_(None))
-    )
+    stmt = select(Ticket).where(Ticket.queue_id.in_(queue_ids), Ticket.merged_into_id.is_(None))
+    if f.sla or f.sort == "due":  # only then: the join costs every other list a lookup per row
+        stmt = stmt.outerjoin(TicketSla, TicketSla.ticket_id == Ticket.id)
     if f.view not in VIEWS:
         raise ListingError(f"view must be one of {', '.join(VIEWS)}")
     if f.view == "mine":
@@ -132,22 +130,27 @@ def _filtered(session: Session, user: User, f: TicketFilter) -> Select:
             raise ListingError(f"sla must be one of {', '.join(SLA_STATES)}")
         stmt = stmt.where(TicketSla.state == f.sla)
     if f.tag:
-        stmt = stmt.where(
-            Ticket.id.in_(
-                select(ticket_tags.c.ticket_id).join(Tag).where(Tag.name == f.tag.lower())
+        # The tag's id as a constant, so that PostgreSQL estimates how common the tag is.
+        tag_id = session.scalar(select(Tag.id).where(Tag.name == f.tag.lower()))
+        if tag_id is None:
+            stmt = stmt.where(false())
+        else:
+            stmt = stmt.where(
+                Ticket.id.in_(select(ticket_tags.c.ticket_id).where(ticket_tags.c.tag_id == tag_id))
             )
-        )
     if f.q and f.q.strip():
+        # One IN over a UNION of ticket ids (not an OR of INs, which scans every ticket).
         matches = search.matching_ticket_ids(session, f.q)
         pattern = f"%{f.q.strip()}%"
-        by_requester = select(Ticket.id).join(Contact, Ticket.requester_id == Contact.id)
-        by_requester = by_requester.where(Contact.email.ilike(pattern))
-        conditions = [Ticket.id.in_(by_requester)]
+        by_requester = select(Ticket.id).where(
+            Ticket.requester_id.in_(select(Contact.id).where(Contact.email.ilike(pattern)))
+        )
+        found = [by_requester]
         if f.q.strip().isdigit():
-            conditions.append(Ticket.number == int(f.q.strip()))
+            found.append(select(Ticket.id).where(Ticket.number == int(f.q.strip())))
         if matches is not None:
-            conditions.append(Ticket.id.in_(matches))
-        stmt = stmt.where(or_(*conditions))
+            found.append(matches)
+        stmt = stmt.where(Ticket.id.in_(union(*found)))
     return stmt
 
 
@@ -157,41 +160,49 @@ def list_tickets(session: Session, user: User, f: TicketFilter) -> Page:
     if f.sort not in SORTS:
         raise ListingError(f"sort must be one of {', '.join(SORTS)}")
     stmt = _filtered(session, user, f)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    total = session.scalar(stmt.with_only_columns(func.count(Ticket.id))) or 0
     order = SORTS[f.sort].desc() if f.descending else SORTS[f.sort].asc()
     if f.sort == "due":  # tickets without a running clock last, either way
         order = order.nulls_last()
     tie = Ticket.id.desc() if f.descending else Ticket.id.asc()
-    rows = session.scalars(
-        stmt.order_by(order, tie)
-        .options(selectinload(Ticket.tags))
-        .limit(PER_PAGE)
-        .offset((f.page - 1) * PER_PAGE)
+    # The page's ids first (a narrow sort, from an index where possible), then those
+    # tickets with what the list shows: eager joins on every matching row cost too much.
+    ids = list(
+        session.scalars(
+            stmt.with_only_columns(Ticket.id)
+            .order_by(order, tie)
+            .limit(PER_PAGE)
+            .offset((f.page - 1) * PER_PAGE)
+        )
     )
-    return Page(list(rows.unique()), f.page, PER_PAGE, total)
+    rows = session.scalars(
+        select(Ticket).where(Ticket.id.in_(ids)).options(selectinload(Ticket.tags))
+    ).unique()
+    by_id = {ticket.id: ticket for ticket in rows}
+    return Page([by_id[i] for i in ids if i in by_id], f.page, PER_PAGE, total)
 
 
 def sidebar_counts(session: Session, user: User) -> dict[str, int]:
-    """Active tickets per view and per visible queue, in two queries."""
-    queue_ids = visible_queue_ids(session, user)
-    active = (
-        Ticket.queue_id.in_(queue_ids),
-        Ticket.status.in_(ACTIVE_STATUSES),
-        Ticket.merged_into_id.is_(None),
-    )
-    mine, unassigned, everything = session.execute(
+    """Active tickets per view and per visible queue, in one pass over the active tickets."""
+    slugs = {queue.id: queue.slug for queue in visible_queues(session, user)}
+    rows = session.execute(
         select(
+            Ticket.queue_id,
             func.count().filter(Ticket.assignee_id == user.id),
             func.count().filter(Ticket.assignee_id.is_(None)),
             func.count(),
-        ).where(*active)
-    ).one()
-    counts = {"mine": mine, "unassigned": unassigned, "all": everything}
-    rows = session.execute(
-        select(Queue.slug, func.count(Ticket.id))
-        .join(Ticket, Ticket.queue_id == Queue.id)
-        .where(*active)
-        .group_by(Queue.slug)
-    )
-    counts.update({f"queue:{slug}": n for slug, n in rows})
+        )
+        .where(
+            Ticket.queue_id.in_(list(slugs)),
+            Ticket.status.in_(ACTIVE_STATUSES),
+            Ticket.merged_into_id.is_(None),
+        )
+        .group_by(Ticket.queue_id)
+    ).all()
+    counts = {
+        "mine": sum(row[1] for row in rows),
+        "unassigned": sum(row[2] for row in rows),
+        "all": sum(row[3] for row in rows),
+    }
+    counts.update({f"queue:{slugs[queue_id]}": n for queue_id, _, _, n in rows})
     return counts

@@ -139,10 +139,14 @@ def add_business_minutes(
 ) -> datetime | None:
     """The instant at which ``minutes`` of working time after ``start`` have passed.
 
-    Returns None when the calendar has no working time within the horizon
-    (e.g. every day a holiday): such a clock never comes due.
+    That is the earliest instant t with ``business_minutes(start, t) == minutes``,
+    so zero minutes are ``start`` itself. Returns None when the calendar has no
+    working time within the horizon (e.g. every day a holiday): such a clock
+    never comes due.
     """
-    remaining = timedelta(minutes=max(minutes, 0))
+    if minutes <= 0:
+        return start
+    remaining = timedelta(minutes=minutes)
     window = timedelta(days=14)
     cursor = start
     limit = start + timedelta(days=horizon_days)

@@ -14,7 +14,8 @@ Rules:
 - next response runs from each customer message that arrives after the
   first response until the next agent reply;
 - resolution runs while the ticket is new or open, stops at resolved/closed
-  and resumes when it is reopened.
+  and resumes when it is reopened; the ticket was resolved when it last
+  became resolved or closed (closing a resolved ticket keeps that instant).
 """
 
 from __future__ import annotations
@@ -157,8 +158,12 @@ def compute(
         business_minutes(business, a, b or now) for a, b, s in spans if s == "pending"
     )
     last_status = spans[-1][2]
-    if last_status in DONE:
-        result.resolved_at = spans[-1][0]
+    for since, _until, status in spans:
+        # Resolved then closed is one resolution: it happened when it was resolved.
+        if status not in DONE:
+            result.resolved_at = None
+        elif result.resolved_at is None:
+            result.resolved_at = since
 
     replies = [e.at for e in events if e.kind == "reply"]
     first_reply = replies[0] if replies else None

@@ -38,7 +38,8 @@ def escalate(session: Session, *, settings: Settings, now: datetime, limit: int 
         .where(TicketSla.next_check_at.is_not(None), TicketSla.next_check_at <= now)
         .order_by(TicketSla.next_check_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        # OF: the policy is joined in eagerly (an outer join), which PostgreSQL cannot lock.
+        .with_for_update(skip_locked=True, of=TicketSla)
     )
     rows = list(session.scalars(stmt))
     for row in rows:

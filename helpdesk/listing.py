@@ -8,6 +8,7 @@ missing one.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import Select, case, false, func, select, union
@@ -28,6 +29,7 @@ from helpdesk.models import (
 )
 
 PER_PAGE = 50
+MAX_ID = 2**31 - 1  # the largest INTEGER on PostgreSQL: ticket numbers, row ids, pages
 ACTIVE_STATUSES = ("new", "open", "pending")
 VIEWS = ("queue", "mine", "unassigned", "all")
 SORTS = {
@@ -43,6 +45,15 @@ SLA_STATES = ("running", "due_soon", "breached", "paused", "met", "none")
 
 class ListingError(ValueError):
     """A filter value is not valid; the message is safe to show."""
+
+
+def parse_id(text: str | None) -> int | None:
+    """``text`` as a ticket number or row id; None if it is not one, including a
+    number too large for the database (which would raise rather than find nothing)."""
+    text = (text or "").strip()
+    if re.fullmatch(r"[0-9]{1,10}", text) and int(text) <= MAX_ID:
+        return int(text)
+    return None
 
 
 def visible_queues(session: Session, user: User) -> list[Queue]:
@@ -146,8 +157,8 @@ def _filtered(session: Session, user: User, f: TicketFilter) -> Select:
             Ticket.requester_id.in_(select(Contact.id).where(Contact.email.ilike(pattern)))
         )
         found = [by_requester]
-        if f.q.strip().isdigit():
-            found.append(select(Ticket.id).where(Ticket.number == int(f.q.strip())))
+        if (number := parse_id(f.q)) is not None:
+            found.append(select(Ticket.id).where(Ticket.number == number))
         if matches is not None:
             found.append(matches)
         stmt = stmt.where(Ticket.id.in_(union(*found)))
@@ -155,8 +166,8 @@ def _filtered(session: Session, user: User, f: TicketFilter) -> Select:
 
 
 def list_tickets(session: Session, user: User, f: TicketFilter) -> Page:
-    if f.page < 1:
-        raise ListingError("page must be 1 or more")
+    if not 1 <= f.page <= MAX_ID:
+        raise ListingError(f"page must be from 1 to {MAX_ID}")
     if f.sort not in SORTS:
         raise ListingError(f"sort must be one of {', '.join(SORTS)}")
     stmt = _filtered(session, user, f)

@@ -6,9 +6,20 @@ from typing import Any
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.routing import IntegerConverter
 
 from helpdesk.db import make_engine, resource_dir, session_factory
+from helpdesk.listing import MAX_ID
 from helpdesk.settings import Settings
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in every route: only numbers a database id can hold, so a larger
+    one matches no route (a 404 like any missing ticket), never a database error."""
+
+    def __init__(self, map, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
@@ -29,6 +40,7 @@ def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_message_size,
         WTF_CSRF_TIME_LIMIT=None,
     )
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     engine = engine or make_engine(settings)
     app.extensions["helpdesk"] = {
         "settings": settings,

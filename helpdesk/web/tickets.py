@@ -4,6 +4,10 @@ validates its form (CSRF included), calls one service and redirects."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from urllib.parse import quote
+
 from flask import (
     Blueprint,
     Response,
@@ -26,7 +30,7 @@ from wtforms.validators import DataRequired, Length
 from helpdesk import history, presence, replies, triage
 from helpdesk.bulk import assignable_agents
 from helpdesk.clock import utcnow
-from helpdesk.listing import visible_queues, visible_ticket
+from helpdesk.listing import parse_id, visible_queues, visible_ticket
 from helpdesk.mail.compose import HeaderInjection
 from helpdesk.mail.display import fold_quotes, sanitise_html
 from helpdesk.models import (
@@ -165,7 +169,7 @@ def reply(number: int):  # type: ignore[no-untyped-def]
     form = ReplyForm()
     if not form.validate_on_submit():
         _invalid(form)
-    seen = int(form.seen.data) if (form.seen.data or "").isdigit() else 0
+    seen = parse_id(form.seen.data) or 0
     newer = presence.newer_messages(session, ticket, user(), seen)
     if newer and not form.confirm.data:
         flash(
@@ -274,7 +278,8 @@ def tags(number: int):  # type: ignore[no-untyped-def]
 @login_required
 def merge(number: int):  # type: ignore[no-untyped-def]
     def apply(session, ticket, value):  # type: ignore[no-untyped-def]
-        target = visible_ticket(session, user(), int(value)) if value.isdigit() else None
+        into = parse_id(value)
+        target = visible_ticket(session, user(), into) if into is not None else None
         if target is None:
             raise triage.TriageError("no such ticket")
         triage.merge(session, ticket, target, actor=user(), now=utcnow())
@@ -292,9 +297,21 @@ def presence_state(number: int):  # type: ignore[no-untyped-def]
     after = request.args.get("after", "0")
     presence.touch(session, ticket, user(), now=now)
     viewers = [u.name or u.email for u in presence.other_viewers(session, ticket, user(), now=now)]
-    newer = presence.newer_messages(session, ticket, user(), int(after) if after.isdigit() else 0)
+    newer = presence.newer_messages(session, ticket, user(), parse_id(after) or 0)
     commit()
     return jsonify(viewers=viewers, new_messages=len(newer))
+
+
+def _disposition(kind: str, filename: str) -> str:
+    """Content-Disposition for any filename: HTTP headers are Latin-1, so a
+    non-ASCII name goes in ``filename*`` (RFC 6266) with an ASCII fallback."""
+    if filename.isascii():
+        return dump_options_header(kind, {"filename": filename})
+    fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", fallback).strip(" ._")
+    return dump_options_header(
+        kind, {"filename": fallback or "attachment", "filename*": "UTF-8''" + quote(filename)}
+    )
 
 
 @bp.get("/<int:number>/attachments/<int:attachment_id>")
@@ -309,9 +326,7 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
         row.data, mimetype=row.content_type if inline else "application/octet-stream"
     )
     disposition = "inline" if inline else "attachment"
-    response.headers["Content-Disposition"] = dump_options_header(
-        disposition, {"filename": row.filename}
-    )
+    response.headers["Content-Disposition"] = _disposition(disposition, row.filename)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

@@ -14,6 +14,7 @@ from helpdesk.listing import (
     ListingError,
     TicketFilter,
     list_tickets,
+    parse_id,
     sidebar_counts,
     visible_queues,
 )
@@ -143,7 +144,7 @@ def bulk_update():  # type: ignore[no-untyped-def]
     form = BulkForm()
     if not form.validate_on_submit():
         abort(400, description="The form expired; reload the page and try again.")
-    numbers = [int(n) for n in request.form.getlist("ticket") if n.isdigit()]
+    numbers = [n for n in map(parse_id, request.form.getlist("ticket")) if n is not None]
     try:
         changed = bulk.apply(
             get_session(), user(), numbers,

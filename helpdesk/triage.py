@@ -150,6 +150,8 @@ def merge(session: Session, source: Ticket, target: Ticket, *, actor: User, now:
     """Merge ``source`` into ``target``: its messages move, later mail follows (threads)."""
     if source.id == target.id:
         raise TriageError("a ticket cannot be merged into itself")
+    if source.merged_into_id is not None:
+        raise TriageError(f"ticket {source.number} is already merged")
     if target.merged_into_id is not None:
         raise TriageError(f"ticket {target.number} is itself merged")
     for message in list(source.messages):

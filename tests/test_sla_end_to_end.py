@@ -25,6 +25,12 @@ from helpdesk.sla import holidays
 from helpdesk.sla import service as sla_service
 
 FIRST = datetime(2026, 1, 1, tzinfo=UTC)
+COMPANY_DAY_ICS = (  # every 18 May since 2025 (a Monday in 2026)
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
+    b"UID:company-day@example.com\r\nDTSTART;VALUE=DATE:20250518\r\n"
+    b"DTEND;VALUE=DATE:20250519\r\nRRULE:FREQ=YEARLY\r\nSUMMARY:Company day\r\n"
+    b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
 
 
 def local(zone: str, *args: int) -> datetime:
@@ -152,8 +158,9 @@ def ticket(session: Session, number: int) -> Ticket:
         ("Europe/Berlin", (2026, 5, 15, 16, 30), None, (2026, 5, 18, 10, 30)),
         # Whit Monday, from the holidays package (Germany).
         ("Europe/Berlin", (2026, 5, 22, 16, 30), "country", (2026, 5, 26, 10, 30)),
-        # A Monday holiday added as a single date.
+        # A Monday holiday added as a single date, or imported from an iCalendar file.
         ("Europe/Berlin", (2026, 5, 15, 16, 30), date(2026, 5, 18), (2026, 5, 19, 10, 30)),
+        ("Europe/Berlin", (2026, 5, 15, 16, 30), "ical", (2026, 5, 19, 10, 30)),
         # Over the weekend the clocks go forward (CET to CEST).
         ("Europe/Berlin", (2026, 3, 27, 16, 30), None, (2026, 3, 30, 10, 30)),
         # New York falls back (EDT to EST) over the weekend.
@@ -172,6 +179,9 @@ def test_friday_1630_with_two_business_hours_is_due_monday_1030(
             if holiday == "country":
                 days = holidays.from_country("DE", None, [2026])
                 assert date(2026, 5, 25) in {day for day, _name in days}  # Whit Monday
+            elif holiday == "ical":
+                days = holidays.from_ical(COMPANY_DAY_ICS, [2026])
+                assert days == [(date(2026, 5, 18), "Company day")]
             else:
                 days = [(holiday, "Company day")]
             assert holidays.add(session, calendar, days) >= 1

@@ -256,6 +256,37 @@ def test_each_next_response_cycle_is_escalated_once(desk, settings, session):
     assert row.next_response_answered == 1
 
 
+def test_a_move_to_another_queue_starts_the_escalations_afresh(desk, settings, session):
+    """The policy is re-chosen from the ticket's start; its warnings are new ones."""
+    sessions = desk["sessions"]
+    number = new_ticket(settings, sessions, 1, at(9), assignee="ann@example.com")
+    with sessions() as write, write.begin():
+        escalate(write, settings=settings, now=at(10, 25))  # help-desk: warned at 10:20
+    with sessions() as write, write.begin():
+        cleo = write.scalars(select(User).where(User.email == "cleo@example.com")).one()
+        service_desk = queues.by_slug(write, "service-desk")
+        triage.move(write, by_number(write, number), service_desk, actor=cleo, now=at(10, 30))
+    session.expire_all()
+    row = session.get(TicketSla, by_number(session, number).id)
+    assert row.policy.name == "Default"  # 4 business hours from 09:00
+    assert (row.first_response_due, row.escalations) == (at(13), [])
+    for now in (at(12, 15), at(12, 20), at(13, 1), at(13, 30)):
+        with sessions() as write, write.begin():
+            escalate(write, settings=settings, now=now)
+    session.expire_all()
+    assert [(k, v) for k, _, v in history(session, number)] == [
+        ("sla_warning", at(10, 40).isoformat()),
+        ("sla_warning", at(13).isoformat()),
+        ("sla_breach", at(13).isoformat()),
+    ]
+    assert [(p, r) for p, r, _ in escalations(session, number)] == [
+        ("escalation:warning", "ann@example.com"),
+        ("escalation:warning", "cleo@example.com"),  # unassigned by the move: the queue's agents
+        ("escalation:breach", "cleo@example.com"),
+        ("escalation:breach", "max@example.com"),
+    ]
+
+
 def sign_in(client, email: str, password: str = "password123"):  # type: ignore[no-untyped-def]
     page = client.get("/login").data
     token = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page)

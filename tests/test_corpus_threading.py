@@ -398,3 +398,33 @@ def test_a_wrong_expectation_fails(gateway, session, engine, tmp_path) -> None: 
     (folder / "case.json").write_text(json.dumps(spec))
     with pytest.raises(AssertionError, match="subject_tag"):
         Scenario(folder, gateway, session, engine).run()
+
+
+@pytest.mark.parametrize(
+    "case,number,ccs,flags",
+    [
+        (
+            "reply-all-from-cc",
+            1,
+            ["carol.jones@customer.example", "dave.kim@customer.example"],
+            [[], ["acknowledgement"], []],
+        ),
+        (
+            "exchange-ooo-reply-to-acknowledgement",
+            1,
+            [],
+            [[], ["acknowledgement"], ["auto_reply", "out_of_office"]],
+        ),
+    ],
+)
+def test_api_exposes_ccs_and_message_flags(  # type: ignore[no-untyped-def]
+    case, number, ccs, flags, gateway, session, engine, client, make_user
+) -> None:
+    """Issue 3, item 9, read back through the JSON API after the scenario ran."""
+    Scenario(CORPUS / case, gateway, session, engine).run()
+    token = make_user("manager@example.com", "manager")
+    detail = client.get(
+        f"/api/v1/tickets/{number}", headers={"Authorization": f"Bearer {token}"}
+    ).get_json()
+    assert sorted(detail["ccs"]) == ccs
+    assert [sorted(m["flags"]) for m in detail["messages"]] == flags

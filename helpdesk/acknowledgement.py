@@ -47,6 +47,7 @@ def acknowledge(
         loop_marker=settings.mail_domain,
     )
     contact.last_acknowledged_at = now
-    return enqueue(
+    _message, row = enqueue(
         session, ticket, out, purpose="acknowledgement", now=now, flags=("acknowledgement",)
     )
+    return row

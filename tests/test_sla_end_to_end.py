@@ -364,3 +364,29 @@ def test_timeline_reads_only_customer_mail_agent_replies_and_status_changes(berl
         (monday(9, 20), "status", "open"),
         (monday(9, 30), "status", "pending"),
     ]
+
+
+def test_a_priority_change_re_chooses_the_policy(berlin):
+    monday = lambda h, m=0: local("Europe/Berlin", 2026, 5, 18, h, m)  # noqa: E731
+    with berlin.write() as session, session.begin():
+        calendar = session.scalars(select(SlaCalendar)).one()
+        session.add(
+            SlaPolicy(
+                name="Urgent",
+                position=1,
+                priority="urgent",
+                calendar_id=calendar.id,
+                first_response_minutes=30,
+                resolution_minutes=120,
+                created_at=FIRST,
+            )
+        )
+    number = berlin.receive(mail(1), monday(9))
+    assert berlin.sla(number).first_response_due == monday(11)
+    with berlin.write() as session, session.begin():
+        triage.set_priority(
+            session, ticket(session, number), "urgent", actor=agent(session), now=monday(9, 10)
+        )
+    row = berlin.sla(number)
+    assert (row.first_response_due, row.resolution_due) == (monday(9, 30), monday(11))
+    assert row.policy.name == "Urgent"

@@ -287,6 +287,66 @@ def test_a_move_to_another_queue_starts_the_escalations_afresh(desk, settings, s
     ]
 
 
+def test_a_breach_is_not_lost_when_the_ticket_changes_before_the_job_runs(desk, settings, session):
+    """Regression: a refresh between the due time and the job's next run (here a
+    customer's follow-up) moved the next check past the breach, so the breach was
+    escalated only at the next threshold, hours later, or never."""
+    sessions = desk["sessions"]
+    number = new_ticket(settings, sessions, 1, at(9), assignee="ann@example.com")
+    with sessions() as write, write.begin():
+        escalate(write, settings=settings, now=at(10, 25))  # the warning
+    with sessions() as write, write.begin():  # 10:45: past due, the job has not run since
+        sender = "customer1@customer.example"
+        raw = mail(2, sender, f"Re: [HD#{number}] Case 1")
+        receive(
+            write, raw, Envelope(sender, ("help-desk@example.com",)), settings=settings,
+            now=at(10, 45),
+        )  # fmt: skip
+    with sessions() as write, write.begin():
+        assert escalate(write, settings=settings, now=at(10, 46)) == 1
+    with sessions() as write, write.begin():
+        assert escalate(write, settings=settings, now=at(10, 47)) == 0  # handled: not again
+    session.expire_all()
+    assert [k for k, _, _ in history(session, number)] == ["sla_warning", "sla_breach"]
+    row = session.get(TicketSla, by_number(session, number).id)
+    assert row.next_check_at == at(15, 24)  # the resolution warning comes next
+
+
+def test_a_broken_subject_does_not_stop_the_job(desk, settings, session, caplog):
+    """Regression: a ticket subject with LF (only a direct database edit puts it
+    there) made every run of the job fail, so no ticket was escalated any more.
+    Its escalation is still recorded; only the mail is skipped, and logged."""
+    sessions = desk["sessions"]
+    broken = new_ticket(settings, sessions, 1, at(9), assignee="ann@example.com")
+    fine = new_ticket(settings, sessions, 2, at(9), assignee="ann@example.com")
+    with sessions() as write, write.begin():
+        by_number(write, broken).subject = "Printer\nBcc: evil@x.example"
+    scheduler = Scheduler(sessions, settings, clock=lambda: at(10, 25))
+    assert scheduler.run_once() == 2
+    session.expire_all()
+    assert [k for k, _, _ in history(session, broken)] == ["sla_warning"]
+    assert escalations(session, broken) == []
+    assert [r for _, r, _ in escalations(session, fine)] == ["ann@example.com"]
+    assert "escalation skipped" in caplog.text
+
+
+def test_two_workers_at_once_escalate_each_clock_once(desk, settings, session, engine):
+    """Several workers may run the job together: rows one locks, the others skip."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time; nothing runs concurrently")
+    sessions = desk["sessions"]
+    number = new_ticket(settings, sessions, 1, at(9), assignee="ann@example.com")
+    with sessions() as first, first.begin():
+        assert escalate(first, settings=settings, now=at(10, 25)) == 1
+        with sessions() as second, second.begin():  # meanwhile, in another worker
+            assert escalate(second, settings=settings, now=at(10, 25)) == 0
+    with sessions() as later, later.begin():
+        escalate(later, settings=settings, now=at(10, 26))
+    session.expire_all()
+    assert [k for k, _, _ in history(session, number)] == ["sla_warning"]
+    assert len(escalations(session, number)) == 1
+
+
 def sign_in(client, email: str, password: str = "password123"):  # type: ignore[no-untyped-def]
     page = client.get("/login").data
     token = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page)

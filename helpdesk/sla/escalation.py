@@ -3,7 +3,8 @@ tells people through the outbox and writes the event into the ticket's history.
 
 A warning goes to the assignee (or, if none, the queue's agents); a breach
 also goes to the managers. Each warning and breach is sent once per clock
-(once per cycle for next response).
+(once per cycle for next response). A ticket whose subject cannot go into a
+mail header (CR/LF) is escalated in its history only, and logged.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.mail.compose import Outgoing, build, render, reply_subject
+from helpdesk.mail.compose import HeaderInjection, Outgoing, build, render, reply_subject
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import Ticket, TicketEvent, TicketSla, User, user_queues
 from helpdesk.outbox import queue_mail, suppressed
 from helpdesk.settings import Settings
 from helpdesk.sla.clocks import ClockState, SlaResult
-from helpdesk.sla.service import refresh_with_result
+from helpdesk.sla.service import next_check, refresh_with_result
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def escalate(session: Session, *, settings: Settings, now: datetime, limit: int 
         row, result = refresh_with_result(session, ticket, now=now)
         for name, clock in result.clocks.items():
             _check(session, ticket, row, result, name, clock, settings=settings, now=now)
+        row.next_check_at = next_check(result, now)  # made: on to the next threshold
     return len(rows)
 
 
@@ -120,6 +122,13 @@ def _notify(
 ) -> None:
     skip = suppressed(session, [user.email for user in recipients])
     title = f"SLA {'breached' if level == 'breach' else 'due soon'}: {LABELS[name]}"
+    try:
+        tag = reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number)[4:]
+    except HeaderInjection as exc:
+        # Only a direct database edit puts CR/LF into a ticket subject; the job goes on.
+        log.warning("ticket %s: %s escalation skipped (%s)", ticket.number, level, exc)
+        return
+    subject = f"{title}: {tag}"
     for user in recipients:
         if user.email in skip:
             continue
@@ -127,8 +136,7 @@ def _notify(
             from_address=ticket.queue.email_address,
             from_name=f"{settings.sender_name} ({ticket.queue.name})",
             to=[user.email],
-            subject=f"{title}: "
-            + reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number)[4:],
+            subject=subject,
             message_id=make_message_id(settings.secret_key, ticket.number, settings.mail_domain),
             text=render(
                 "email/sla_escalation.txt",

@@ -156,12 +156,15 @@ def refresh_with_result(
     row.due_at = min(
         (c.due for c in result.clocks.values() if c.running and c.due is not None), default=None
     )
-    row.next_check_at = _next_check(result, now)
+    # A check that came due stays due until the escalation job has made it (the
+    # job then moves it on), so a change just after a due time cannot skip it.
+    if row.next_check_at is None or row.next_check_at > now:
+        row.next_check_at = next_check(result, now)
     row.computed_at = now
     return row, result
 
 
-def _next_check(result: SlaResult, now: datetime) -> datetime | None:
+def next_check(result: SlaResult, now: datetime) -> datetime | None:
     """The next instant a running clock reaches its warning or its target."""
     upcoming = []
     for clock in result.clocks.values():

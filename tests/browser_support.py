@@ -15,6 +15,7 @@ errors, popups, and any request that tried to leave 127.0.0.1 (aborted).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,8 +52,10 @@ STATE_JS = """() => ({
   scripts: Array.from(document.querySelectorAll('script'), s => s.src || '(inline)'),
 })"""
 
-# Wait until tasks queued by the page so far (error events, focus handlers) have run.
-SETTLE_JS = """() => new Promise(done => requestAnimationFrame(() => setTimeout(done, 0)))"""
+# True once tasks queued by the page so far (error events, focus handlers) have run.
+SETTLE_JS = (
+    """() => new Promise(done => requestAnimationFrame(() => setTimeout(() => done(true))))"""
+)
 
 
 @dataclass
@@ -140,7 +143,8 @@ class Agent:
         self.guard = Guard()
         self.accept_dialogs = False
         context.set_default_timeout(TIMEOUT_MS)
-        context.route("**/*", self._fence)
+        # Only requests leaving loopback are intercepted (the rest stay fast and cached).
+        context.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/])"), self._fence)
         self.page = context.new_page()
         self.page.on("popup", lambda popup: self.guard.popups.append(popup.url))
         self.page.on("dialog", self._dialog)
@@ -149,10 +153,10 @@ class Agent:
 
     def _fence(self, route: Any) -> None:
         url = route.request.url
-        if urlsplit(url).hostname == "127.0.0.1":
+        if urlsplit(url).hostname == "127.0.0.1":  # the pattern should not let these in
             route.continue_()
         else:
-            self.guard.remote_requests.append(url)
+            self.guard.remote_requests.append(f"{route.request.resource_type} {url}")
             route.abort("blockedbyclient")
 
     def _dialog(self, dialog: Any) -> None:
@@ -176,7 +180,8 @@ class Agent:
         return response
 
     def settle(self) -> None:
-        self.page.evaluate(SETTLE_JS)
+        """Let the page run what it queued while loading (bounded by the timeout)."""
+        self.page.wait_for_function(SETTLE_JS, timeout=TIMEOUT_MS)
 
     def sign_in(self, email: str, password: str = PASSWORD) -> None:
         """Sign in through the form, as a person would."""
@@ -213,7 +218,7 @@ def open_agent(
         context = browser.new_context(
             base_url=live_server.url,
             viewport={"width": 1280, "height": 900},
-            accept_downloads=True,
+            accept_downloads=False,  # a download is refused at once; that it was one is enough
             service_workers="block",
             **context_options,
         )

@@ -38,6 +38,11 @@ class SafeHtml:
     blocked_images: int
 
 
+def _compact(url: str) -> str:
+    """A URL as a browser reads its scheme: without spaces and control characters."""
+    return re.sub(r"[\x00-\x20\x7f]+", "", url).lower()
+
+
 def sanitise_html(
     html: str, *, cid_url: Callable[[str], str | None], show_remote_images: bool = False
 ) -> SafeHtml:
@@ -57,6 +62,10 @@ def sanitise_html(
                 return None
             if lowered.startswith("data:image/") and not lowered.startswith("data:image/svg"):
                 return value
+            return None
+        # "data" is an allowed scheme for images only: a data: link opens a
+        # document of the sender's making. Browsers ignore spaces and controls.
+        if attribute == "href" and _compact(value).startswith("data:"):
             return None
         return value
 

@@ -189,6 +189,7 @@ def test_collision_hint_and_held_reply(gateway, session, make_user, open_agent):
     expect(first.page.get_by_label("Reply", exact=True)).to_have_value(
         "Restored it for you. (first)"
     )
+    expect(first.page.get_by_label("Internal note")).to_have_value("")
     first.screenshot("06-collision-reply-held")
     assert [m.author_id for m in agent_replies(session, ticket)] == [second_id]
 

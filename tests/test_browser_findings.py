@@ -1,16 +1,19 @@
 """Bugs the browser tests found, pinned by fast tests that need no browser:
 the sanitiser kept ``data:`` links, an attachment with a non-ASCII filename
-made the server fail (a header is Latin-1), and multi-word search fails on
-PostgreSQL.
+made the server fail (a header is Latin-1), a reply held back by the collision
+check came back copied into the internal-note box too, and multi-word search
+fails on PostgreSQL.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from sqlalchemy.exc import ProgrammingError
 
 from helpdesk.mail.display import sanitise_html
-from tests.test_web_smoke import sign_in
+from tests.test_web_smoke import csrf, sign_in
 
 
 @pytest.mark.parametrize(
@@ -83,3 +86,23 @@ def test_search_with_several_words(gateway, client, make_user, backend, request)
     page = client.get("/search?q=printer+smoking&status=any")
     assert page.status_code == 200
     assert b"Printer on fire" in page.data
+
+
+def test_held_back_reply_is_not_copied_into_the_note_box(gateway, client, make_user):
+    gateway.send(
+        b"From: bob@customer.example\r\nTo: help-desk@example.com\r\n"
+        b"Subject: Held\r\nMessage-ID: <held-1@customer.example>\r\n\r\nHello\r\n"
+    )
+    make_user("agent@example.com", "agent", ["help-desk"])
+    sign_in(client, "agent@example.com")
+    token = csrf(client.get("/tickets/1").data)
+    held = client.post(
+        "/tickets/1/reply", data={"body": "Draft answer", "seen": "0", "csrf_token": token}
+    )
+    assert held.status_code == 409
+    page = held.get_data(as_text=True)
+    reply = re.search(r'<textarea[^>]*aria-label="Reply"[^>]*>([^<]*)</textarea>', page)
+    note = re.search(r'<textarea[^>]*aria-label="Internal note"[^>]*>([^<]*)</textarea>', page)
+    assert reply and note, page[:3000]
+    assert reply.group(1).strip() == "Draft answer"
+    assert note.group(1).strip() == ""

@@ -150,7 +150,7 @@ def show(number: int):  # type: ignore[no-untyped-def]
         viewers=viewers,
         canned=canned,
         reply_form=reply_form,
-        note_form=NoteForm(),
+        note_form=NoteForm(formdata=None),  # a held-back reply's text is not a note
         field_form=FieldForm(),
         properties=properties,
         queues=visible_queues(session, user()),

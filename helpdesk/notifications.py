@@ -69,26 +69,28 @@ def notify(
     for user in users:
         if user.email in skip:
             continue
-        out = Outgoing(
-            from_address=ticket.queue.email_address,
-            from_name=f"{settings.sender_name} ({ticket.queue.name})",
-            to=[user.email],
-            subject=f"{title}: "
-            + reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number)[4:],
-            message_id=make_message_id(settings.secret_key, ticket.number, settings.mail_domain),
-            text=render(
-                "email/notification.txt",
-                ticket=ticket,
-                user=user,
-                title=title,
-                excerpt=excerpt[:2000],
-                settings=settings,
-            ),
-            automatic=True,
-            loop_marker=settings.mail_domain,
-            date=now,
-        )
         try:
+            out = Outgoing(
+                from_address=ticket.queue.email_address,
+                from_name=f"{settings.sender_name} ({ticket.queue.name})",
+                to=[user.email],
+                subject=f"{title}: "
+                + reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number)[4:],
+                message_id=make_message_id(
+                    settings.secret_key, ticket.number, settings.mail_domain
+                ),
+                text=render(
+                    "email/notification.txt",
+                    ticket=ticket,
+                    user=user,
+                    title=title,
+                    excerpt=excerpt[:2000],
+                    settings=settings,
+                ),
+                automatic=True,
+                loop_marker=settings.mail_domain,
+                date=now,
+            )
             mime = build(out)
         except HeaderInjection as exc:
             # Only a direct database edit puts CR/LF into a ticket subject.

@@ -21,7 +21,7 @@ from helpdesk.models import Ticket, TicketEvent, TicketSla, User, user_queues
 from helpdesk.outbox import queue_mail, suppressed
 from helpdesk.settings import Settings
 from helpdesk.sla.clocks import ClockState, SlaResult
-from helpdesk.sla.service import next_check, refresh_with_result
+from helpdesk.sla.service import escalation_key, next_check, refresh_with_result
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +66,31 @@ def _check(
     now: datetime,
 ) -> None:
     if not clock.running:
+        # Breached, then stopped before this job ran: history only, nobody to chase.
+        key = escalation_key(name, "breach", result)
+        if clock.breached_at is not None and key not in (row.escalations or []):
+            row.escalations = [*(row.escalations or []), key]
+            _event(session, ticket, "breach", name, clock, now)
         return
-    cycle = result.next_response_started.isoformat() if name == "next_response" else ""
     if clock.breached_at is not None:
         level = "breach"
     elif clock.warn_at is not None and clock.warn_at <= now:
         level = "warning"
     else:
         return
-    key = f"{name}:{level}:{cycle}"
+    key = escalation_key(name, level, result)
     if key in (row.escalations or []):
         return
     row.escalations = [*(row.escalations or []), key]
+    _event(session, ticket, level, name, clock, now)
+    recipients = _recipients(session, ticket, breach=level == "breach")
+    _notify(session, ticket, recipients, name, level, clock, settings=settings, now=now)
+    log.info("ticket %s: %s %s", ticket.number, LABELS[name].lower(), level)
+
+
+def _event(
+    session: Session, ticket: Ticket, level: str, name: str, clock: ClockState, now: datetime
+) -> None:
     session.add(
         TicketEvent(
             ticket_id=ticket.id,
@@ -88,9 +101,6 @@ def _check(
             created_at=now,
         )
     )
-    recipients = _recipients(session, ticket, breach=level == "breach")
-    _notify(session, ticket, recipients, name, level, clock, settings=settings, now=now)
-    log.info("ticket %s: %s %s", ticket.number, LABELS[name].lower(), level)
 
 
 def _recipients(session: Session, ticket: Ticket, *, breach: bool) -> list[User]:

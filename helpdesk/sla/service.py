@@ -84,17 +84,25 @@ def policy_for(session: Session, ticket: Ticket) -> SlaPolicy | None:
 
 
 def timeline(session: Session, ticket: Ticket) -> list[Event]:
-    """Customer messages, agent replies and status changes, oldest first."""
+    """Customer messages, agent replies and status changes, oldest first.
+
+    An agent's answer sent from their own mail client (it comes in as mail from
+    the agent) counts as a reply when it was addressed to the requester.
+    """
     events: list[Event] = []
     messages = session.execute(
-        select(Message.created_at, Message.kind, Message.author_id, Message.flags).where(
-            Message.ticket_id == ticket.id, Message.kind.in_(("inbound", "outbound"))
-        )
-    )
-    for created_at, kind, author_id, flags in messages:
+        select(
+            Message.created_at, Message.kind, Message.author_id, Message.flags,
+            Message.to_addresses, Message.cc_addresses,
+        ).where(Message.ticket_id == ticket.id, Message.kind.in_(("inbound", "outbound")))
+    )  # fmt: skip
+    requester = ticket.requester.email
+    for created_at, kind, author_id, flags, to, cc in messages:
         if kind == "inbound" and author_id is None and not is_automated(flags or []):
             events.append(Event(created_at, "customer"))
-        elif kind == "outbound" and author_id is not None:
+        elif author_id is not None and (
+            kind == "outbound" or requester in [*(to or []), *(cc or [])]
+        ):
             events.append(Event(created_at, "reply"))
     changes = session.execute(
         select(TicketEvent.created_at, TicketEvent.new_value)
@@ -160,8 +168,21 @@ def refresh_with_result(
     # job then moves it on), so a change just after a due time cannot skip it.
     if row.next_check_at is None or row.next_check_at > now:
         row.next_check_at = next_check(result, now)
+    if any(
+        clock.breached_at is not None
+        and escalation_key(name, "breach", result) not in row.escalations
+        for name, clock in result.clocks.items()
+    ):
+        row.next_check_at = now  # a breach the escalation job has not recorded yet
     row.computed_at = now
     return row, result
+
+
+def escalation_key(name: str, level: str, result: SlaResult) -> str:
+    """How an escalation is remembered (once per clock; per cycle for next response)."""
+    started = result.next_response_started
+    cycle = started.isoformat() if name == "next_response" and started else ""
+    return f"{name}:{level}:{cycle}"
 
 
 def next_check(result: SlaResult, now: datetime) -> datetime | None:

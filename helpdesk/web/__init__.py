@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFProtect
@@ -58,6 +60,13 @@ def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
     blueprints = (login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, api.bp)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+
+    zone = ZoneInfo(settings.timezone)
+
+    @app.template_filter("local")
+    def local_time(value: datetime | None) -> str:
+        """A timestamp in the desk's time zone (HELPDESK_TIMEZONE), to the minute."""
+        return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else ""
 
     @app.errorhandler(404)
     def not_found(_error):  # type: ignore[no-untyped-def]

@@ -44,7 +44,8 @@ def matching_ticket_ids(session: Session, query: str) -> Select | None:
             .where(Message.id.in_(rowids.columns(column("rowid", Integer))))
             .distinct()
         )
-    tsquery = " & ".join(f"phraseto_tsquery('simple', :t{i})" for i in range(len(words)))
+    # && combines tsqueries (a bare & is only an operator inside one tsquery's text).
+    tsquery = " && ".join(f"phraseto_tsquery('simple', :t{i})" for i in range(len(words)))
     condition = text(f"{PG_DOCUMENT} @@ ({tsquery})").bindparams(
         **{f"t{i}": w for i, w in enumerate(words)}
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy.exc import ProgrammingError
 
 from helpdesk.mail.display import sanitise_html
 from tests.test_web_smoke import csrf, sign_in
@@ -65,17 +64,8 @@ def test_attachment_with_non_ascii_filename_is_served(gateway, client, make_user
         )
 
 
-def test_search_with_several_words(gateway, client, make_user, backend, request):
-    if backend == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=ProgrammingError,
-                strict=True,
-                reason="helpdesk/search.py joins tsqueries with '&' (no such operator; '&&' is"
-                " meant): every multi-word search is a 500 on PostgreSQL. Remove this marker"
-                " with the fix.",
-            )
-        )
+def test_search_with_several_words(gateway, client, make_user):
+    """Regression: on PostgreSQL tsqueries were joined with & (no such operator): a 500."""
     gateway.send(
         b"From: bob@customer.example\r\nTo: help-desk@example.com\r\n"
         b"Subject: Printer on fire\r\nMessage-ID: <words-1@customer.example>\r\n\r\n"

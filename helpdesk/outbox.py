@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from helpdesk.mail.compose import Outgoing, build
 from helpdesk.models import Attachment, Contact, Message, OutboxMail, Ticket
@@ -143,6 +143,8 @@ def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Outbo
         .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        # The worker sends the content: load it here, not with one SELECT per row.
+        .options(undefer(OutboxMail.content))
     )
     rows = list(session.scalars(stmt))
     for row in rows:

@@ -353,3 +353,21 @@ def test_zero_minutes_are_the_start_itself():
     saturday = datetime(2026, 5, 16, 12, tzinfo=UTC)
     assert add_business_minutes(Calendar.office_hours("UTC"), saturday, 0) == saturday
     assert add_business_minutes(Calendar("UTC"), saturday, 0) == saturday
+
+
+def test_instants_in_any_time_zone_give_the_same_answer():
+    """Regression: a Berlin-aware `now` was shifted by its offset twice (140 minutes
+    counted for 20), so a ticket moved at 16:50 looked breached."""
+    from zoneinfo import ZoneInfo
+
+    from helpdesk.sla.calendar import Calendar as Cal
+    from helpdesk.sla.calendar import add_business_minutes as add
+    from helpdesk.sla.calendar import business_minutes as minutes
+
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 5, 15, 16, 30, tzinfo=berlin)
+    end = datetime(2026, 5, 15, 16, 50, tzinfo=berlin)
+    for calendar in (Cal.always("Europe/Berlin"), Cal.office_hours("Europe/Berlin")):
+        assert minutes(calendar, start, end) == 20
+        assert minutes(calendar, start.astimezone(UTC), end) == 20
+        assert add(calendar, start, 20) == end

@@ -91,7 +91,8 @@ class Tally:
             "target": self.target,
             "elapsed": self.elapsed,
             "due": self.due,
-            "breached_at": self.due if self.due is not None and self.due <= self.now else None,
+            # Breached once more than the target is used: a reply at the due minute is in time.
+            "breached_at": self.due if self.due is not None and self.elapsed > self.target else None,
             "warn_at": self.warn_at,
             "running": running,
             "stopped_at": self.stopped_at,
@@ -331,14 +332,17 @@ def test_first_response_runs_until_replied_and_breaches_at_its_target():
     assert late.breached and late.state == "breached"
 
 
-def test_a_reply_at_the_due_instant_reaches_the_target():
-    """Reaching the target counts as a breach (within target means less than it)."""
+def test_a_reply_at_the_due_instant_is_in_time():
+    """Due 10:30 means by 10:30: a reply then is within target, a minute later is not."""
     targets = Targets(first_response=120, resolution=None)
     created = at(FRIDAY, 16, 30)
     result = run(targets, created, [Event(at(MONDAY, 10, 30), "reply")], now=at(MONDAY, 12))
-    assert result.clocks["first_response"].breached_at == at(MONDAY, 10, 30)
-    early = run(targets, created, [Event(at(MONDAY, 10, 29), "reply")], now=at(MONDAY, 12))
-    assert early.clocks["first_response"].breached_at is None
+    assert result.clocks["first_response"].breached_at is None
+    late = run(targets, created, [Event(at(MONDAY, 10, 31), "reply")], now=at(MONDAY, 12))
+    assert late.clocks["first_response"].breached_at == at(MONDAY, 10, 30)
+    waiting = run(targets, created, [], now=at(MONDAY, 10, 30))
+    assert waiting.clocks["first_response"].breached_at is None
+    assert waiting.state != "breached"
 
 
 def test_clocks_pause_while_pending_and_resume_when_the_customer_answers():

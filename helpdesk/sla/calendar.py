@@ -96,6 +96,9 @@ def working_intervals(calendar: Calendar, start: datetime, end: datetime) -> lis
     """The working time within [start, end) as sorted, disjoint UTC intervals."""
     if end <= start:
         return []
+    # Local wall time is computed as UTC plus offset below: inputs in any other
+    # zone (e.g. the desk's) would be shifted twice.
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     zone = calendar.zone
     found: list[Interval] = []
     for seg_start, seg_end, offset in _segments(zone, start, end):

@@ -127,9 +127,9 @@ def _state(
 ) -> ClockState:
     done: Progress = progress(calendar, running, target, now=now)
     warn: Progress = progress(calendar, running, target * warn_percent / 100, now=now)
-    breached_at = done.breach_at if done.breach_at is not None and done.breach_at <= now else None
-    if breached_at is None and not done.running and done.elapsed > target:
-        breached_at = done.breach_at
+    # Due at 10:30 means "by 10:30": an answer at 10:30 is in time, so a clock
+    # breaches only once it has used more than its target.
+    breached_at = done.breach_at if done.elapsed > target else None
     return ClockState(
         target=target,
         elapsed=done.elapsed,

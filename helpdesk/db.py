@@ -76,6 +76,7 @@ def _configure_sqlite(engine: Engine, timeout: float) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB instead of 2: lists and search
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base
@@ -17,7 +17,23 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 
 class Ticket(Base):
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_queue_status_updated", "queue_id", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_tickets_queue_status_updated", "queue_id", "status", "updated_at"),
+        # Lists, counts and the sidebar read only this (bench/web.py: the queue
+        # list on SQLite went from 437 to 90 ms at 100,000 tickets). On SQLite
+        # `id` must follow `updated_at` to keep the early stop of ORDER BY ... LIMIT.
+        Index(
+            "ix_tickets_live",
+            "queue_id",
+            "status",
+            "updated_at",
+            "id",
+            "assignee_id",
+            "priority",
+            sqlite_where=text("merged_into_id IS NULL"),
+            postgresql_where=text("merged_into_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int] = mapped_column(unique=True)

@@ -92,7 +92,7 @@ class Tally:
             "elapsed": self.elapsed,
             "due": self.due,
             # Breached once more than the target is used: a reply at the due minute is in time.
-            "breached_at": self.due if self.due is not None and self.elapsed > self.target else None,
+            "breached_at": self.due if self.elapsed > self.target else None,
             "warn_at": self.warn_at,
             "running": running,
             "stopped_at": self.stopped_at,

@@ -23,6 +23,7 @@ from helpdesk.clock import utcnow
 from helpdesk.models import ROLES, CannedResponse, Queue, User
 from helpdesk.web.db import commit, get_session
 from helpdesk.web.login import role_required, user
+from helpdesk.web.security import require_valid
 
 bp = Blueprint("admin", __name__)
 
@@ -93,8 +94,7 @@ def users_page():  # type: ignore[no-untyped-def]
 @bp.post("/admin/users/<int:user_id>/deactivate")
 @role_required("admin")
 def deactivate(user_id: int):  # type: ignore[no-untyped-def]
-    if not ActionForm().validate_on_submit():
-        abort(400, description="The form expired; reload the page and try again.")
+    require_valid(ActionForm())
     session = get_session()
     target = session.get(User, user_id)
     if target is None:
@@ -111,8 +111,7 @@ def deactivate(user_id: int):  # type: ignore[no-untyped-def]
 @bp.post("/admin/users/<int:user_id>/activate")
 @role_required("admin")
 def activate(user_id: int):  # type: ignore[no-untyped-def]
-    if not ActionForm().validate_on_submit():
-        abort(400, description="The form expired; reload the page and try again.")
+    require_valid(ActionForm())
     target = get_session().get(User, user_id)
     if target is None:
         abort(404)
@@ -184,8 +183,7 @@ def canned_page():  # type: ignore[no-untyped-def]
 @bp.post("/admin/canned/<int:response_id>/delete")
 @role_required("admin")
 def canned_delete(response_id: int):  # type: ignore[no-untyped-def]
-    if not ActionForm().validate_on_submit():
-        abort(400, description="The form expired; reload the page and try again.")
+    require_valid(ActionForm())
     session = get_session()
     row = session.get(CannedResponse, response_id)
     if row is None:
@@ -201,8 +199,7 @@ def me():  # type: ignore[no-untyped-def]
     me_user = user()
     form = NotificationForm(obj=me_user)
     if request.method == "POST":
-        if not form.validate_on_submit():
-            abort(400, description="The form expired; reload the page and try again.")
+        require_valid(form)
         me_user.notify_new_ticket = form.notify_new_ticket.data
         me_user.notify_assigned = form.notify_assigned.data
         me_user.notify_customer_reply = form.notify_customer_reply.data

@@ -26,6 +26,7 @@ from helpdesk import signin
 from helpdesk.clock import utcnow
 from helpdesk.models import User
 from helpdesk.web.db import commit, get_session
+from helpdesk.web.security import require_valid
 
 bp = Blueprint("login", __name__)
 
@@ -127,8 +128,7 @@ class LogoutForm(FlaskForm):
 @login_required
 def logout():  # type: ignore[no-untyped-def]
     form = LogoutForm()
-    if not form.validate_on_submit():
-        abort(400, description="The form expired; reload the page and try again.")
+    require_valid(form)
     signin.sign_out(get_session(), current_user.session_id)
     commit()
     logout_user()

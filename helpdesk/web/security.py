@@ -4,7 +4,8 @@ sniffing, no framing."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, g
+from flask import Flask, Response, abort, g
+from flask_wtf import FlaskForm
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{extra}; "
@@ -30,3 +31,9 @@ def _headers(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     app.after_request(_headers)
+
+
+def require_valid(form: FlaskForm) -> None:
+    """A 400 for a form whose CSRF token (or content) does not validate."""
+    if not form.validate_on_submit():
+        abort(400, description="The form expired; reload the page and try again.")

@@ -15,6 +15,7 @@ from helpdesk.models import PRIORITIES, Queue, SlaCalendar, SlaPolicy
 from helpdesk.sla import holidays, setup
 from helpdesk.web.db import commit, get_session
 from helpdesk.web.login import role_required
+from helpdesk.web.security import require_valid
 
 bp = Blueprint("sla_admin", __name__, url_prefix="/admin/sla")
 DEFAULT_WEEK = "\n".join(f"{day} 09:00-17:00" for day in ("mon", "tue", "wed", "thu", "fri"))
@@ -189,8 +190,7 @@ def policy_page(policy_id: int | None):  # type: ignore[no-untyped-def]
 @bp.post("/policies/<int:policy_id>/delete")
 @role_required("admin")
 def policy_delete(policy_id: int):  # type: ignore[no-untyped-def]
-    if not ActionForm().validate_on_submit():
-        abort(400, description="The form expired; reload the page and try again.")
+    require_valid(ActionForm())
     session = get_session()
     policy = session.get(SlaPolicy, policy_id)
     if policy is None:

@@ -21,6 +21,7 @@ from helpdesk.listing import (
 from helpdesk.models import PRIORITIES, STATUSES
 from helpdesk.web.db import commit, get_session, get_settings
 from helpdesk.web.login import safe_next, user
+from helpdesk.web.security import require_valid
 
 bp = Blueprint("views", __name__)
 
@@ -142,8 +143,7 @@ def search():  # type: ignore[no-untyped-def]
 @login_required
 def bulk_update():  # type: ignore[no-untyped-def]
     form = BulkForm()
-    if not form.validate_on_submit():
-        abort(400, description="The form expired; reload the page and try again.")
+    require_valid(form)
     numbers = [n for n in map(parse_id, request.form.getlist("ticket")) if n is not None]
     try:
         changed = bulk.apply(

@@ -546,8 +546,9 @@ def prepare_database(spec: str, workdir: Path) -> Database:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from helpdesk import db, queues
+    from helpdesk import db
     from helpdesk.clock import utcnow
+    from helpdesk.tickets import queues
 
     if spec == "sqlite":
         database = Database("sqlite", f"sqlite:///{workdir / 'helpdesk.db'}")

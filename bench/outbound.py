@@ -336,11 +336,12 @@ def queue_mails(sessions, settings, mails: int, per_ticket: int) -> None:  # typ
     """Queue ``mails`` mails, ``per_ticket`` per ticket: open a ticket with an inbound
     message, acknowledge it (the real service), then add agent replies (``reply_mail``);
     every mail is written by ``helpdesk.outbox.enqueue``."""
-    from helpdesk import contacts, queues, tickets, users
-    from helpdesk.acknowledgement import acknowledge
+    from helpdesk.accounts import users
     from helpdesk.clock import utcnow
     from helpdesk.models import Message
-    from helpdesk.outbox import enqueue
+    from helpdesk.outbound.acknowledgement import acknowledge
+    from helpdesk.outbound.outbox import enqueue
+    from helpdesk.tickets import contacts, lifecycle, queues
 
     run = uuid.uuid4().hex[:8]
     text = _agent_text(20261126)
@@ -361,7 +362,7 @@ def queue_mails(sessions, settings, mails: int, per_ticket: int) -> None:  # typ
                 address = f"customer{t}@customer.example"
                 contact = contacts.get_or_create(session, address, f"Customer {t}", now=now)
                 subject = f"Request {t}: printer broken again"
-                ticket = tickets.open_ticket(
+                ticket = lifecycle.open_ticket(
                     session, queue=queue, requester=contact, subject=subject, now=now
                 )
                 inbound = Message(

@@ -108,7 +108,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from helpdesk import bootstrap, db, users  # noqa: E402
+from helpdesk import bootstrap, db  # noqa: E402
+from helpdesk.accounts import users  # noqa: E402
 from helpdesk.clock import utcnow  # noqa: E402
 from helpdesk.models import (  # noqa: E402
     Contact,
@@ -638,7 +639,7 @@ def check_search_index(engine: Engine, gen: Generator) -> None:
                 text("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH :w"), {"w": word}
             )
         else:
-            from helpdesk.search import PG_DOCUMENT
+            from helpdesk.tickets.search import PG_DOCUMENT
 
             indexed = conn.scalar(
                 text(f"SELECT count(*) FROM messages WHERE {PG_DOCUMENT} @@ "

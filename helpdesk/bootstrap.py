@@ -11,10 +11,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from helpdesk import queues, users
+from helpdesk.accounts import users
 from helpdesk.models import Queue, User
 from helpdesk.settings import Settings
 from helpdesk.sla import service as sla
+from helpdesk.tickets import queues
 
 
 def seed(session: Session, settings: Settings, *, now: datetime) -> list[Queue]:

@@ -16,8 +16,10 @@ import click
 from flask.cli import FlaskGroup
 from sqlalchemy import Engine
 
-from helpdesk import bootstrap, db, intake, users
+from helpdesk import bootstrap, db
+from helpdesk.accounts import users
 from helpdesk.clock import utcnow
+from helpdesk.intake import receive
 from helpdesk.settings import Settings, SettingsError
 
 log = logging.getLogger("helpdesk")
@@ -232,14 +234,14 @@ def mail_reprocess_command() -> None:
     _require_schema(engine)
     sessions = db.session_factory(engine, write=True)
     with sessions() as session:
-        ids = [row.id for row in intake.failed_mails(session)]
+        ids = [row.id for row in receive.failed_mails(session)]
     counts: dict[str, int] = {}
     for raw_id in ids:
         with sessions() as session, session.begin():
-            row = session.get(intake.RawMail, raw_id)
+            row = session.get(receive.RawMail, raw_id)
             if row is None or row.state != "failed":
                 continue
-            result = intake.reprocess(session, row, settings=settings, now=utcnow())
+            result = receive.reprocess(session, row, settings=settings, now=utcnow())
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
             click.echo(f"raw mail {raw_id}: {result.outcome} {result.reason}".rstrip())
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do"

@@ -28,10 +28,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk import queues
 from helpdesk.clock import utcnow
-from helpdesk.intake import Envelope, IntakeResult, receive
+from helpdesk.intake.receive import Envelope, IntakeResult, receive
 from helpdesk.settings import Settings
+from helpdesk.tickets import queues
 
 log = logging.getLogger(__name__)
 _STOP = object()

@@ -12,11 +12,11 @@ import asyncio
 import logging
 import time
 
-from helpdesk import queues
 from helpdesk.db import session_factory
-from helpdesk.intake import Envelope
+from helpdesk.intake.receive import Envelope
 from helpdesk.mail.addresses import QueueDirectory, Route
 from helpdesk.settings import Settings
+from helpdesk.tickets import queues
 from mailgate.committer import IntakeCommitter
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk import outbox
 from helpdesk.clock import utcnow
 from helpdesk.models import OutboxMail
+from helpdesk.outbound import outbox
 from helpdesk.settings import Settings
 from mailgate.dkim_signing import DkimSigner
 

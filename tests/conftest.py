@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from helpdesk import bootstrap, db, users
+from helpdesk import bootstrap, db
+from helpdesk.accounts import users
 from helpdesk.clock import utcnow
 from helpdesk.settings import Settings
 

@@ -15,11 +15,11 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from helpdesk import canned
+from helpdesk.accounts.users import by_email
 from helpdesk.clock import utcnow
 from helpdesk.db import session_factory
 from helpdesk.models import Message, Ticket
-from helpdesk.users import by_email
+from helpdesk.tickets import canned
 from mailgate.outbox_sender import OutboxWorker
 
 pytest_plugins = ["tests.browser_support"]

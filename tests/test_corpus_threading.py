@@ -24,10 +24,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from helpdesk import db, replies, users
+from helpdesk import db
+from helpdesk.accounts import users
 from helpdesk.clock import utcnow
 from helpdesk.mail.messageid import make_message_id, verify_message_id
 from helpdesk.models import Contact, Message, OutboxMail, Queue, RawMail, Ticket, User
+from helpdesk.tickets import replies
 from tests.conftest import SECRET, RunningGateway
 
 CORPUS = Path(__file__).parent / "corpus" / "threading"

@@ -28,10 +28,11 @@ import pytest
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.engine import make_url
 
-from helpdesk import contacts, db
+from helpdesk import db
 from helpdesk.clock import utcnow
 from helpdesk.models import Contact, Message, OutboxMail, RawMail, Ticket, TicketCC
 from helpdesk.settings import Settings
+from helpdesk.tickets import contacts
 from mailgate.handler import TEMPFAIL
 from mailgate.tls import write_self_signed
 from tests.conftest import SECRET, RunningGateway, free_port, start_gateway

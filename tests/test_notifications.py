@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from helpdesk import contacts
 from helpdesk.clock import utcnow
 from helpdesk.db import session_factory
 from helpdesk.mail.messageid import verify_message_id
 from helpdesk.models import RawMail, Ticket, User
+from helpdesk.tickets import contacts
 from tests.conftest import SECRET
 from tests.test_outbound import (
     SENDER,

@@ -29,15 +29,16 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import Engine, func, select
 
-from helpdesk import tickets, users
+from helpdesk.accounts import users
 from helpdesk.clock import utcnow
 from helpdesk.db import session_factory
 from helpdesk.mail.compose import HeaderInjection
 from helpdesk.mail.messageid import verify_message_id
 from helpdesk.models import Contact, Message, OutboxMail, Ticket, User
-from helpdesk.outbox import LEASE, claim_due
-from helpdesk.replies import reply
+from helpdesk.outbound.outbox import LEASE, claim_due
 from helpdesk.settings import Settings
+from helpdesk.tickets import lifecycle
+from helpdesk.tickets.replies import reply
 from mailgate.outbox_sender import OutboxWorker
 from tests.conftest import SECRET, Relay, SinkHandler, free_port, start_relay
 
@@ -156,7 +157,7 @@ def agent_reply(
         agent = users.add_or_update(
             session, AGENT, role="agent", queue_slugs=["help-desk"], name=name, now=utcnow()
         )
-        ticket = tickets.by_number(session, number)
+        ticket = lifecycle.by_number(session, number)
         assert ticket is not None
         message, row = reply(
             session, ticket, author=agent, text=text, settings=settings, now=utcnow(),
@@ -492,7 +493,7 @@ def queue_replies(engine: Engine, settings: Settings, n: int, number: int = 1) -
         agent = users.add_or_update(
             session, AGENT, role="agent", queue_slugs=["help-desk"], now=utcnow()
         )
-        ticket = tickets.by_number(session, number)
+        ticket = lifecycle.by_number(session, number)
         for i in range(n):
             reply(session, ticket, author=agent, text=f"Reply {i}", settings=settings, now=utcnow())
 
@@ -608,7 +609,7 @@ def _agent_id(engine: Engine) -> int:
 def _reply_refused(engine: Engine, settings: Settings) -> None:
     """The reply service refuses; what the transaction holds afterwards is committed."""
     with session_factory(engine, write=True)() as session, session.begin():
-        ticket = tickets.by_number(session, 1)
+        ticket = lifecycle.by_number(session, 1)
         agent = session.scalars(select(User).where(User.email == AGENT)).one()
         with pytest.raises(HeaderInjection):
             reply(session, ticket, author=agent, text="Hello", settings=settings, now=utcnow())

@@ -16,13 +16,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import queues, replies, triage, users
+from helpdesk.accounts import users
 from helpdesk.db import session_factory
-from helpdesk.intake import Envelope, receive
+from helpdesk.intake.receive import Envelope, receive
 from helpdesk.models import Message, SlaCalendar, SlaPolicy, Ticket, TicketSla, User
 from helpdesk.settings import Settings
 from helpdesk.sla import holidays
 from helpdesk.sla import service as sla_service
+from helpdesk.tickets import queues, replies, triage
 
 FIRST = datetime(2026, 1, 1, tzinfo=UTC)
 COMPANY_DAY_ICS = (  # every 18 May since 2025 (a Monday in 2026)

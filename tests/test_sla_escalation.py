@@ -17,12 +17,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import queues, replies, triage, users
+from helpdesk.accounts import users
 from helpdesk.db import session_factory
-from helpdesk.intake import Envelope, receive
+from helpdesk.intake.receive import Envelope, receive
 from helpdesk.models import OutboxMail, SlaCalendar, SlaPolicy, Ticket, TicketEvent, TicketSla, User
 from helpdesk.scheduler import Scheduler
 from helpdesk.sla.escalation import escalate
+from helpdesk.tickets import queues, replies, triage
 
 MONDAY = datetime(2026, 5, 18, tzinfo=UTC)  # the seeded calendar: Mon-Fri 09-17 UTC
 

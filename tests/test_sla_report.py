@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from helpdesk import users
+from helpdesk.accounts import users
 from helpdesk.db import session_factory
 from helpdesk.models import (
     Contact,

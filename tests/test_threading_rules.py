@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from helpdesk.bounces import read_report
+from helpdesk.intake.bounces import read_report
+from helpdesk.intake.threads import ThreadContext, referenced_ids
 from helpdesk.mail.classify import classify, is_automated
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.mail.parse import InboundEmail, parse
-from helpdesk.threads import ThreadContext, referenced_ids
 from tests.conftest import SECRET
 
 DOMAIN = "example.com"

@@ -20,10 +20,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from helpdesk import canned, db, signin
+from helpdesk import db
+from helpdesk.accounts import signin
 from helpdesk.clock import utcnow
 from helpdesk.models import SlaCalendar, SlaPolicy, Ticket, User, WebSession
 from helpdesk.models.base import Base
+from helpdesk.tickets import canned
 from tests.test_web_rights import mail
 from tests.test_web_smoke import csrf, sign_in
 

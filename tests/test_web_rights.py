@@ -32,7 +32,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from helpdesk import canned, db, signin
+from helpdesk import db
+from helpdesk.accounts import signin
 from helpdesk.clock import utcnow
 from helpdesk.models import (
     Attachment,
@@ -44,6 +45,7 @@ from helpdesk.models import (
     TicketEvent,
     User,
 )
+from helpdesk.tickets import canned
 from tests.test_web_smoke import csrf, sign_in
 
 QUEUES = ("help-desk", "service-desk", "tech-support")

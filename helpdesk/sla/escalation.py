@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from helpdesk.mail.compose import HeaderInjection, Outgoing, build, render, reply_subject
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import Ticket, TicketEvent, TicketSla, User, user_queues
-from helpdesk.outbox import queue_mail, suppressed
+from helpdesk.outbound.outbox import queue_mail, suppressed
 from helpdesk.settings import Settings
 from helpdesk.sla.clocks import ClockState, SlaResult
 from helpdesk.sla.service import escalation_key, next_check, refresh_with_result

@@ -11,8 +11,8 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.routing import IntegerConverter
 
 from helpdesk.db import make_engine, resource_dir, session_factory
-from helpdesk.listing import MAX_ID
 from helpdesk.settings import Settings
+from helpdesk.tickets.listing import MAX_ID
 
 
 class IdConverter(IntegerConverter):

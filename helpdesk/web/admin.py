@@ -18,9 +18,10 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
-from helpdesk import canned, queues, signin, users
+from helpdesk.accounts import signin, users
 from helpdesk.clock import utcnow
 from helpdesk.models import ROLES, CannedResponse, Queue, User
+from helpdesk.tickets import canned, queues
 from helpdesk.web.db import commit, get_session
 from helpdesk.web.login import role_required, user
 from helpdesk.web.security import require_valid

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, g, jsonify, request
 
-from helpdesk.listing import ListingError, TicketFilter, list_tickets, visible_ticket
+from helpdesk.accounts.users import user_for_token
 from helpdesk.models import Message, OutboxMail, Ticket, TicketSla
-from helpdesk.outbox import delivery_states
+from helpdesk.outbound.outbox import delivery_states
 from helpdesk.sla import report as sla_report
-from helpdesk.users import user_for_token
+from helpdesk.tickets.listing import ListingError, TicketFilter, list_tickets, visible_ticket
 from helpdesk.web.db import get_session, get_settings
 from helpdesk.web.reports import parse_query
 

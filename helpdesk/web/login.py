@@ -22,7 +22,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
-from helpdesk import signin
+from helpdesk.accounts import signin
 from helpdesk.clock import utcnow
 from helpdesk.models import User
 from helpdesk.web.db import commit, get_session

@@ -27,10 +27,8 @@ from werkzeug.http import dump_options_header
 from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from helpdesk import history, presence, replies, triage
-from helpdesk.bulk import assignable_agents
+from helpdesk.accounts.users import by_email
 from helpdesk.clock import utcnow
-from helpdesk.listing import parse_id, visible_queues, visible_ticket
 from helpdesk.mail.compose import HeaderInjection
 from helpdesk.mail.display import fold_quotes, sanitise_html
 from helpdesk.models import (
@@ -43,8 +41,10 @@ from helpdesk.models import (
     Ticket,
     TicketEvent,
 )
-from helpdesk.outbox import delivery_states
-from helpdesk.users import by_email
+from helpdesk.outbound.outbox import delivery_states
+from helpdesk.tickets import history, presence, replies, triage
+from helpdesk.tickets.bulk import assignable_agents
+from helpdesk.tickets.listing import parse_id, visible_queues, visible_ticket
 from helpdesk.web.db import commit, get_session, get_settings
 from helpdesk.web.login import user
 from helpdesk.web.security import allow_remote_images

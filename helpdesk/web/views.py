@@ -7,9 +7,10 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import login_required
 from flask_wtf import FlaskForm
 
-from helpdesk import bulk
 from helpdesk.clock import utcnow
-from helpdesk.listing import (
+from helpdesk.models import PRIORITIES, STATUSES
+from helpdesk.tickets import bulk
+from helpdesk.tickets.listing import (
     SLA_STATES,
     ListingError,
     TicketFilter,
@@ -18,7 +19,6 @@ from helpdesk.listing import (
     sidebar_counts,
     visible_queues,
 )
-from helpdesk.models import PRIORITIES, STATUSES
 from helpdesk.web.db import commit, get_session, get_settings
 from helpdesk.web.login import safe_next, user
 from helpdesk.web.security import require_valid

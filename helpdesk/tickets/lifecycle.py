@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from helpdesk import history
 from helpdesk.mail.parse import InboundEmail
 from helpdesk.models import Attachment, Contact, Counter, Message, Queue, Ticket, TicketCC
+from helpdesk.tickets import history
 
 REOPENABLE = ("resolved", "closed")
 # Ticket.number is a 32-bit integer column.

@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.history import record
 from helpdesk.models import (
     PRIORITIES,
     STATUSES,
@@ -23,9 +22,10 @@ from helpdesk.models import (
     TicketCC,
     User,
 )
-from helpdesk.notifications import notify
+from helpdesk.outbound.notifications import notify
 from helpdesk.settings import Settings
 from helpdesk.sla.service import refresh as refresh_sla
+from helpdesk.tickets.history import record
 
 TAG_RE = re.compile(r"^[\w][\w .:/+-]{0,63}$", re.UNICODE)
 

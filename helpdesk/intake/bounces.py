@@ -21,10 +21,10 @@ from email import policy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import contacts
 from helpdesk.mail.addresses import normalise_address
 from helpdesk.mail.parse import InboundEmail, message_ids
 from helpdesk.models import Message
+from helpdesk.tickets import contacts
 
 log = logging.getLogger(__name__)
 

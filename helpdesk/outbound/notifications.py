@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from helpdesk.mail.compose import HeaderInjection, Outgoing, build, render, reply_subject
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import OutboxMail, Ticket, User, user_queues
-from helpdesk.outbox import queue_mail, suppressed
+from helpdesk.outbound.outbox import queue_mail, suppressed
 from helpdesk.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import Select, case, false, func, select, union
 from sqlalchemy.orm import Session, selectinload
 
-from helpdesk import search
 from helpdesk.models import (
     PRIORITIES,
     STATUSES,
@@ -27,6 +26,7 @@ from helpdesk.models import (
     User,
     ticket_tags,
 )
+from helpdesk.tickets import search
 
 PER_PAGE = 50
 MAX_ID = 2**31 - 1  # the largest INTEGER on PostgreSQL: ticket numbers, row ids, pages

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from helpdesk.accounts.users import by_email, check_password
 from helpdesk.models import ApiToken, LoginFailure, User, WebSession
-from helpdesk.users import by_email, check_password
 
 FAILURE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5

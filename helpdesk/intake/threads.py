@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from helpdesk.mail.messageid import verify_message_id
 from helpdesk.mail.parse import InboundEmail
 from helpdesk.models import Message, Ticket, User
-from helpdesk.tickets import by_number, resolve_merges
+from helpdesk.tickets.lifecycle import by_number, resolve_merges
 
 
 @dataclass

@@ -8,11 +8,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk import triage
-from helpdesk.listing import visible_queue_ids
+from helpdesk.accounts.users import by_email
 from helpdesk.models import Queue, Ticket, User, user_queues
 from helpdesk.settings import Settings
-from helpdesk.users import by_email
+from helpdesk.tickets import triage
+from helpdesk.tickets.listing import visible_queue_ids
 
 ACTIONS = ("assign", "move", "status", "close")
 MAX_TICKETS = 500

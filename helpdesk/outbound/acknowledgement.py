@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from helpdesk.mail.compose import Outgoing, render_for_queue, reply_subject, thread_references
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import Contact, Message, OutboxMail, Ticket
-from helpdesk.outbox import enqueue
+from helpdesk.outbound.outbox import enqueue
 from helpdesk.settings import Settings
 
 

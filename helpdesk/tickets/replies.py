@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from helpdesk.history import record
 from helpdesk.mail.compose import (
     Outgoing,
     check_header,
@@ -19,9 +18,10 @@ from helpdesk.mail.compose import (
 )
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.models import Message, OutboxMail, Ticket, User
-from helpdesk.outbox import enqueue
+from helpdesk.outbound.outbox import enqueue
 from helpdesk.settings import Settings
 from helpdesk.sla.service import refresh as refresh_sla
+from helpdesk.tickets.history import record
 
 
 class ReplyError(ValueError):

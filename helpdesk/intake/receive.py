@@ -18,17 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from helpdesk import contacts, queues, tickets
-from helpdesk.acknowledgement import acknowledge
-from helpdesk.bounces import apply_report, read_report
+from helpdesk.intake.bounces import apply_report, read_report
+from helpdesk.intake.threads import ThreadContext, find_ticket
 from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
 from helpdesk.mail.classify import classify, is_automated
 from helpdesk.mail.parse import InboundEmail, ParseError, parse
 from helpdesk.models import Contact, RawMail, Ticket, User
-from helpdesk.notifications import notify
+from helpdesk.outbound.acknowledgement import acknowledge
+from helpdesk.outbound.notifications import notify
 from helpdesk.settings import Settings
 from helpdesk.sla.service import refresh as refresh_sla
-from helpdesk.threads import ThreadContext, find_ticket
+from helpdesk.tickets import contacts, lifecycle, queues
 
 log = logging.getLogger(__name__)
 
@@ -260,12 +260,12 @@ def _follow_up(incoming: Incoming, ticket: Ticket, rule: str) -> IntakeResult:
     contact = (
         None if agent else contacts.get_or_create(session, incoming.sender, mail.from_name, now=now)
     )
-    tickets.add_inbound_message(
+    lifecycle.add_inbound_message(
         session, ticket, mail, raw_mail_id=incoming.row.id, contact=contact,
         author_id=agent.id if agent else None, flags=incoming.flags, also_addressed=[], now=now,
     )  # fmt: skip
     if agent is None:
-        tickets.record_customer_reply(session, ticket, automated=incoming.automated, now=now)
+        lifecycle.record_customer_reply(session, ticket, automated=incoming.automated, now=now)
     if not incoming.automated:
         _add_ccs(session, ticket, mail, incoming.directory, now)
         if agent is None:
@@ -286,11 +286,11 @@ def _new_ticket(
     if queue is None:
         raise ParseError(f"queue {slugs[0]} no longer exists")
     requester = _requester(incoming)
-    ticket = tickets.open_ticket(
+    ticket = lifecycle.open_ticket(
         session, queue=queue, requester=requester, subject=mail.subject, now=now
     )
     ticket.follow_up_of = follow_up_of
-    message = tickets.add_inbound_message(
+    message = lifecycle.add_inbound_message(
         session, ticket, mail, raw_mail_id=incoming.row.id,
         contact=None if agent else requester, author_id=agent.id if agent else None,
         flags=incoming.flags, also_addressed=slugs[1:], now=now,
@@ -354,4 +354,4 @@ def _add_ccs(
     for name, address in _customer_recipients(session, mail, directory):
         if address == ticket.requester.email:
             continue
-        tickets.add_cc(session, ticket, contacts.get_or_create(session, address, name, now=now))
+        lifecycle.add_cc(session, ticket, contacts.get_or_create(session, address, name, now=now))

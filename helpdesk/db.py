@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk.instance import create_private_file, private_dir
 from helpdesk.settings import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -43,13 +44,15 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
     timeout = settings.database_timeout
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not url.query.get("uri"):
+            # 0600 from the start; SQLite gives -wal and -shm the same mode.
+            create_private_file(private_dir(Path(database).parent) / Path(database).name)
         engine = create_engine(
             url,
             connect_args={"timeout": timeout, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=10,
+            hide_parameters=True,  # no session id, token or address in a logged error
         )
         _configure_sqlite(engine, timeout)
         return engine
@@ -63,6 +66,7 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=10,
         pool_pre_ping=True,
+        hide_parameters=True,
     )
 
 

@@ -9,6 +9,7 @@ app factory, and everything else receives the resulting object.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from dotenv import dotenv_values
+
+from helpdesk.instance import create_private_file, private_dir
 
 PREFIX = "HELPDESK_"
 MIB = 1024 * 1024
@@ -70,8 +73,12 @@ class Settings:
     sender_name: str = "Support"
     # Optional Reply-To on outgoing mail (default: none, replies go to the queue address).
     reply_to: str = ""
+    # The site's address, for links in mail; https:// here also makes cookies Secure.
+    base_url: str = "http://127.0.0.1:8080"
     # Set when the web app is served over HTTPS (behind a TLS proxy).
     secure_cookies: bool = False
+    # Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -144,6 +151,26 @@ class Settings:
             )
         if self.require_tls and not self.tls_cert:
             raise SettingsError(f"{PREFIX}REQUIRE_TLS needs {PREFIX}TLS_CERT and {PREFIX}TLS_KEY")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise SettingsError(f"{PREFIX}BASE_URL must start with http:// or https://")
+        _ = self.trusted_proxy_networks  # raises SettingsError when malformed
+
+    @property
+    def https(self) -> bool:
+        """The site is served over HTTPS: its cookies are Secure (and ``__Host-``)."""
+        return self.secure_cookies or self.base_url.lower().startswith("https://")
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        networks = []
+        for item in self.trusted_proxies.replace(",", " ").split():
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError as exc:
+                raise SettingsError(
+                    f"{PREFIX}TRUSTED_PROXIES: {item!r} is not an address or network"
+                ) from exc
+        return tuple(networks)
 
     @property
     def relay_address(self) -> tuple[str, int]:
@@ -156,11 +183,12 @@ class Settings:
             return self
         key_file = self.instance_path / "secret_key"
         if not key_file.is_file():
-            self.instance_path.mkdir(parents=True, exist_ok=True)
-            # Write then link: two processes starting at once agree on one key.
+            private_dir(self.instance_path)
+            # Write (0600 from the start) then link: two processes starting at once
+            # agree on one key.
             tmp = key_file.with_name(f".secret_key.{os.getpid()}")
-            tmp.write_text(secrets.token_urlsafe(48))
-            tmp.chmod(0o600)
+            tmp.unlink(missing_ok=True)
+            create_private_file(tmp, secrets.token_urlsafe(48).encode())
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, key_file)
             tmp.unlink()

@@ -26,7 +26,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url"))
+        engine = create_engine(config.get_main_option("sqlalchemy.url"), hide_parameters=True)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from helpdesk.accounts import sessions
 from helpdesk.mail.addresses import normalise_address
 from helpdesk.models import ROLES, ApiToken, Queue, User
 
@@ -31,14 +32,20 @@ def add_or_update(
     password: str | None = None,
     name: str | None = None,
     now: datetime,
+    keep_session: str | None = None,
 ) -> User:
-    """Create the user, or update role, queues (when given) and password (when given)."""
+    """Create the user, or update role, queues (when given) and password (when given).
+
+    A new password or role ends the user's sessions, all but ``keep_session`` (the
+    session id of whoever made the change, when they changed their own account).
+    """
     email = normalise_address(email)
     if "@" not in email or email.startswith("@") or email.endswith("@"):
         raise UserError(f"not an email address: {email!r}")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
     user = by_email(session, email)
+    before = None if user is None else (user.role, user.password_hash)
     if user is None:
         user = User(email=email, role=role, name=name or "", created_at=now, active=True)
         session.add(user)
@@ -56,6 +63,8 @@ def add_or_update(
             raise UserError("password must be at least 8 characters")
         user.password_hash = generate_password_hash(password)
     session.flush()
+    if before is not None and (user.role, user.password_hash) != before:
+        sessions.end_all(session, user, keep=keep_session)
     return user
 
 

@@ -1,5 +1,10 @@
-"""Our own Message-IDs: signed with the secret key, so a forged In-Reply-To cannot
-point at a ticket; and stable ones for mail that arrives without a Message-ID.
+"""Our own Message-IDs: signed with a key derived from the secret key (its own,
+see ``helpdesk.keys``), so a forged In-Reply-To cannot point at a ticket; and
+stable ones for mail that arrives without a Message-ID.
+
+Message-IDs made before the keys were separated were signed with the secret
+key itself; replies to that old mail keep arriving for years, so verifying
+also accepts that signature. Only verifying: nothing is signed with it now.
 """
 
 from __future__ import annotations
@@ -9,17 +14,19 @@ import hmac
 import re
 import secrets
 
+from helpdesk.keys import MESSAGE_ID, derive
+
 _OURS_RE = re.compile(r"^<hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{16})@([^>]+)>$")
 
 
-def _signature(secret_key: str, ticket_number: int, nonce: str) -> str:
+def _signature(key: bytes, ticket_number: int, nonce: str) -> str:
     msg = f"{ticket_number}.{nonce}".encode()
-    return hmac.new(secret_key.encode(), msg, hashlib.sha256).hexdigest()[:16]
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
 
 
 def make_message_id(secret_key: str, ticket_number: int, domain: str) -> str:
     nonce = secrets.token_hex(8)
-    sig = _signature(secret_key, ticket_number, nonce)
+    sig = _signature(derive(secret_key, MESSAGE_ID), ticket_number, nonce)
     return f"<hd.{ticket_number}.{nonce}.{sig}@{domain}>"
 
 
@@ -29,8 +36,10 @@ def verify_message_id(secret_key: str, message_id: str) -> int | None:
     if not match:
         return None
     number, nonce, sig, _domain = match.groups()
-    expected = _signature(secret_key, int(number), nonce)
-    return int(number) if hmac.compare_digest(sig, expected) else None
+    for key in (derive(secret_key, MESSAGE_ID), secret_key.encode()):  # the old key last
+        if hmac.compare_digest(sig, _signature(key, int(number), nonce)):
+            return int(number)
+    return None
 
 
 def is_our_domain(message_id: str, domain: str) -> bool:

@@ -1,7 +1,8 @@
 """Server-side records of signed-in browser sessions, login failures and presence.
 
-The session cookie only carries a random session id; deleting the row (sign
-out, deactivation) ends that session at once, wherever the cookie went.
+The session cookie only carries a random session id, and the table only its
+SHA-256; deleting the row (sign out, a password or role change, deactivation)
+ends that session at once, wherever the cookie went.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from helpdesk.models.base import Base
 class WebSession(Base):
     __tablename__ = "web_sessions"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # SHA-256 (hex) of the id in the cookie; the id itself is never stored.
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
@@ -26,7 +28,11 @@ class WebSession(Base):
 
 
 class LoginFailure(Base):
-    """One failed sign-in, for throttling by account and by client address."""
+    """One failed sign-in, for throttling by account and by client address.
+
+    ``email`` is the account key (the typed address normalised once, see
+    ``accounts.signin.account_key``); ``remote_addr`` the client's address,
+    or its /64 network for IPv6."""
 
     __tablename__ = "login_failures"
     __table_args__ = (Index("ix_login_failures_email_at", "email", "at"),)

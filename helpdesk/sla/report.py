@@ -24,7 +24,6 @@ from per-ticket rows and is the reference both are checked against.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from bisect import bisect_right
@@ -54,6 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from helpdesk import export
 from helpdesk.models import Queue, Ticket, TicketSla, User
 
 BUCKETS = ("day", "week", "month")
@@ -643,7 +643,7 @@ def build(session: Session, query: ReportQuery) -> Report:
 def figures_csv(report: Report) -> str:
     out = io.StringIO()
     names = list(asdict(Figures()))
-    writer = csv.writer(out)
+    writer = export.writer(out)  # no formulas for spreadsheets
     writer.writerow(["scope", "key", *names])
     writer.writerow(["total", "", *asdict(report.totals).values()])
     for key, fig in report.by_queue.items():
@@ -658,7 +658,7 @@ def figures_csv(report: Report) -> str:
 def tickets_csv(rows: list[TicketRow]) -> str:
     out = io.StringIO()
     names = list(TicketRow.__dataclass_fields__)
-    writer = csv.writer(out)
+    writer = export.writer(out)  # no formulas for spreadsheets
     writer.writerow(names)
     for row in rows:
         values = [getattr(row, n) for n in names]

@@ -10,9 +10,12 @@ from flask import Flask, render_template
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.routing import IntegerConverter
 
+from helpdesk import keys
 from helpdesk.db import make_engine, resource_dir, session_factory
 from helpdesk.settings import Settings
 from helpdesk.tickets.listing import MAX_ID
+from helpdesk.web import errors
+from helpdesk.web.proxy import TrustedProxies
 
 
 class IdConverter(IntegerConverter):
@@ -34,14 +37,22 @@ def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
         instance_path=str(settings.instance_path.resolve()),
     )
     app.config.update(
-        SECRET_KEY=settings.secret_key,
-        SESSION_COOKIE_NAME="helpdesk_session",
+        # Each its own key, derived from HELPDESK_SECRET_KEY (helpdesk.keys).
+        SECRET_KEY=keys.derive(settings.secret_key, keys.SESSION),
+        WTF_CSRF_SECRET_KEY=keys.derive(settings.secret_key, keys.CSRF),
+        # Over HTTPS the cookie is Secure and __Host- (so: Path=/, no Domain), which a
+        # plain-HTTP page or a sibling subdomain can neither set nor overwrite.
+        SESSION_COOKIE_NAME=("__Host-" if settings.https else "") + "helpdesk_session",
+        SESSION_COOKIE_SECURE=settings.https,
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.secure_cookies,
         MAX_CONTENT_LENGTH=settings.max_message_size,
         WTF_CSRF_TIME_LIMIT=None,
     )
+    if settings.trusted_proxy_networks:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxy_networks)  # type: ignore[method-assign]
     app.url_map.converters["int"] = IdConverter  # before any route is added
     engine = engine or make_engine(settings)
     app.extensions["helpdesk"] = {
@@ -54,6 +65,7 @@ def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
 
     db.init_app(app)
     security.init_app(app)
+    errors.init_app(app)
     login.init_app(app)
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)  # bearer tokens, no cookies

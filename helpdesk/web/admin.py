@@ -4,7 +4,7 @@ and every user's own notification settings at /me."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import login_required
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import (
@@ -80,6 +80,7 @@ def users_page():  # type: ignore[no-untyped-def]
                 session, form.email.data or "", role=form.role.data or "agent",
                 queue_slugs=list(form.queues.data or []), name=form.name.data or "",
                 password=form.password.data or None, now=utcnow(),
+                keep_session=current_user.session_id,  # a change ends all other sessions
             )  # fmt: skip
         except users.UserError as exc:
             session.rollback()

@@ -103,7 +103,7 @@ def login():  # type: ignore[no-untyped-def]
     status = 200
     if form.validate_on_submit():
         try:
-            web_session = signin.sign_in(
+            started = signin.sign_in(
                 get_session(), form.email.data or "", form.password.data or "",
                 remote_addr=request.remote_addr or "", now=utcnow(),
             )  # fmt: skip
@@ -111,9 +111,9 @@ def login():  # type: ignore[no-untyped-def]
             flash("Too many failed sign-ins. Wait a few minutes and try again.", "error")
             return render_template("login.html", form=form), 429
         commit()
-        if web_session is not None:
+        if started is not None:
             session.clear()  # rotate: nothing from before sign-in survives
-            login_user(SignedIn(web_session.id, web_session.user))
+            login_user(SignedIn(*started))
             return redirect(safe_next(request.args.get("next")))
         flash("Wrong email or password.", "error")
         status = 401

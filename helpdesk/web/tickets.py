@@ -45,6 +45,7 @@ from helpdesk.outbound.outbox import delivery_states
 from helpdesk.tickets import history, presence, replies, triage
 from helpdesk.tickets.bulk import assignable_agents
 from helpdesk.tickets.listing import parse_id, visible_queues, visible_ticket
+from helpdesk.web import uploads
 from helpdesk.web.db import commit, get_session, get_settings
 from helpdesk.web.login import user
 from helpdesk.web.security import allow_remote_images
@@ -178,11 +179,10 @@ def reply(number: int):  # type: ignore[no-untyped-def]
             "warning",
         )
         return show(number), 409
-    files = [
-        (f.filename or "attachment", f.mimetype or "application/octet-stream", f.read())
-        for f in (form.attachments.data or [])
-        if f and f.filename
-    ]
+    try:
+        files = uploads.attachments(form.attachments.data or [])
+    except uploads.UploadRefused as exc:
+        abort(400, description=str(exc))
     try:
         replies.reply(
             session, ticket, author=user(), text=form.body.data or "",

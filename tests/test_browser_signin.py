@@ -24,7 +24,6 @@ from sqlalchemy.engine import make_url
 
 from helpdesk import db
 from helpdesk.settings import Settings
-from tests.browser_support import PASSWORD, Agent
 from tests.conftest import free_port
 
 pytest_plugins = ["tests.browser_support"]
@@ -32,6 +31,7 @@ pytestmark = pytest.mark.slow
 
 AGENT = "agent@example.com"
 ADMIN = "admin@example.com"
+PASSWORD = "password123"  # what make_user sets
 
 
 @contextmanager
@@ -54,8 +54,10 @@ def serving(settings: Settings, engine) -> Iterator[str]:  # type: ignore[no-unt
 
 
 @pytest.fixture
-def open_browser(browser: Any, screenshots: Path) -> Iterator[Callable[[str, str], Agent]]:
+def open_browser(browser: Any, screenshots: Path) -> Iterator[Callable[[str, str], Any]]:
     """A fresh browser context on any base URL: ``open_browser(url, "name")``."""
+    from tests.browser_support import Agent  # here: the plugin is loaded (and rewritten) first
+
     opened: list[Agent] = []
 
     def open_(base_url: str, name: str) -> Agent:
@@ -68,7 +70,7 @@ def open_browser(browser: Any, screenshots: Path) -> Iterator[Callable[[str, str
         agent.context.close()
 
 
-def submit_login(agent: Agent, email: str, password: str) -> int:
+def submit_login(agent: Any, email: str, password: str) -> int:
     """Fill and send the sign-in form; returns the status of the page that comes back."""
     page = agent.page
     page.goto(agent.url("/login"))

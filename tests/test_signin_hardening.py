@@ -179,6 +179,27 @@ def test_many_clients_behind_one_proxy_are_throttled_apart(settings, engine, mak
     assert post_login(app.test_client(), AGENT, PASSWORD, **colleague).status_code == 302
 
 
+def test_a_stolen_cookie_does_not_travel_with_a_forged_forwarded_for(
+    settings, engine, make_user
+) -> None:
+    """Sessions are bound to the client's address as the app trusts it: a thief who
+    copies the cookie and writes the victim's address into X-Forwarded-For (which the
+    proxy extends with the thief's own) is not signed in."""
+    make_user(AGENT, "agent", ["help-desk"])
+    app = create_app(replace(settings, trusted_proxies="127.0.0.1"), engine)
+    victim = app.test_client()
+    at_home = {"headers": {"X-Forwarded-For": "198.51.100.1"}}
+    assert post_login(victim, AGENT, PASSWORD, **at_home).status_code == 302
+    assert victim.get("/views/mine", **at_home).status_code == 200
+    with victim.session_transaction(**at_home) as cookie:
+        contents = dict(cookie)
+    thief = app.test_client()
+    with thief.session_transaction() as cookie:
+        cookie.update(contents)
+    forged = {"headers": {"X-Forwarded-For": "198.51.100.1, 203.0.113.66"}}
+    assert thief.get("/views/mine", **forged).status_code == 302
+
+
 def test_malformed_trusted_proxies_is_a_clear_error(tmp_path) -> None:
     from helpdesk.settings import Settings, SettingsError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -46,10 +47,19 @@ class SignedIn:
         return self.session_id
 
 
+def client_fingerprint() -> str:
+    """What "strong" session protection binds a session to: the client's address as
+    the app trusts it (``web.proxy``) and its User-Agent. Flask-Login's own reads the
+    first ``X-Forwarded-For`` entry, which any client can write."""
+    seen = f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
+    return hashlib.sha512(seen.encode()).hexdigest()
+
+
 def init_app(app: Flask) -> None:
     manager = LoginManager(app)
     manager.login_view = "login.login"
     manager.session_protection = "strong"
+    manager._session_identifier_generator = client_fingerprint  # no public hook in 0.6
 
     @manager.user_loader
     def load(session_id: str) -> SignedIn | None:

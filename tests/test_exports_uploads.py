@@ -20,6 +20,7 @@ import email
 import io
 from datetime import timedelta
 from email import policy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +44,9 @@ FORMULAS = [
 ]
 AGENT = "=1+2@example.com"  # an address is text a spreadsheet would run too
 MANAGER = "manager@example.com"
+
+
+CORPUS_CASE = Path(__file__).parent / "corpus" / "intake" / "spreadsheet_formula_subject.eml"
 
 
 def customer_mail(number: int, subject: str) -> bytes:
@@ -70,7 +74,8 @@ def range_query() -> str:
 
 @pytest.fixture
 def formula_tickets(gateway, make_user, engine, relay_settings) -> None:  # type: ignore[no-untyped-def]
-    for number, subject in enumerate(FORMULAS, start=1):
+    gateway.send(CORPUS_CASE.read_bytes(), mail_from="eve@attacker.example")  # FORMULAS[0]
+    for number, subject in enumerate(FORMULAS[1:], start=1):
         gateway.send(customer_mail(number, subject), mail_from=f"carol{number}@customer.example")
     make_user(AGENT, "agent", ["help-desk"])
     make_user(MANAGER, "manager")

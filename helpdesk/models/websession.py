@@ -8,11 +8,15 @@ ends that session at once, wherever the cookie went.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base
+
+if TYPE_CHECKING:
+    from helpdesk.models.user import User
 
 
 class WebSession(Base):
@@ -24,7 +28,7 @@ class WebSession(Base):
     created_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
 
-    user: Mapped[User] = relationship(lazy="joined")  # noqa: F821
+    user: Mapped[User] = relationship(lazy="joined")
 
 
 class LoginFailure(Base):
@@ -56,4 +60,4 @@ class TicketViewer(Base):
     )
     last_seen_at: Mapped[datetime]
 
-    user: Mapped[User] = relationship(lazy="joined")  # noqa: F821
+    user: Mapped[User] = relationship(lazy="joined")

@@ -51,8 +51,8 @@ def client_fingerprint() -> str:
     """What "strong" session protection binds a session to: the client's address as
     the app trusts it (``web.proxy``) and its User-Agent. Flask-Login's own reads the
     first ``X-Forwarded-For`` entry, which any client can write."""
-    seen = f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
-    return hashlib.sha512(seen.encode()).hexdigest()
+    client = f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
+    return hashlib.sha512(client.encode()).hexdigest()
 
 
 def init_app(app: Flask) -> None:

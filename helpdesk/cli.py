@@ -16,7 +16,7 @@ import click
 from flask.cli import FlaskGroup
 from sqlalchemy import Engine
 
-from helpdesk import bootstrap, db
+from helpdesk import bootstrap, db, subscribers
 from helpdesk.accounts import users
 from helpdesk.clock import utcnow
 from helpdesk.intake import receive
@@ -90,12 +90,13 @@ def init_command() -> None:
         click.echo(f"created queue {slug} <{slug}@{settings.mail_domain}>")
 
 
-def _web_server(settings: Settings, engine: Engine, host: str, port: int):  # type: ignore[no-untyped-def]
+def _web_server(settings: Settings, engine: Engine, host: str, port: int, dispatcher=None):  # type: ignore[no-untyped-def]
     from waitress.server import create_server
 
     from helpdesk.web import create_app
 
-    return create_server(create_app(settings, engine), host=host, port=port, threads=8)
+    app = create_app(settings, engine, dispatcher or subscribers.standard(settings))
+    return create_server(app, host=host, port=port, threads=8)
 
 
 @cli.command("serve", with_appcontext=False)
@@ -111,10 +112,11 @@ def serve_command(web_addr: str, smtp_addr: str) -> None:
     _init(settings, engine)
     web_host, web_port = _host_port(web_addr, "--web")
     smtp_host, smtp_port = _host_port(smtp_addr, "--smtp")
-    gateway = start_gateway(settings, smtp_host, smtp_port, engine)
-    worker, _ = start_worker(settings, engine)
-    scheduler, _ = start_scheduler(settings, engine)
-    server = _web_server(settings, engine, web_host, web_port)
+    dispatcher = subscribers.standard(settings)
+    gateway = start_gateway(settings, smtp_host, smtp_port, engine, dispatcher)
+    worker, _ = start_worker(settings, engine, dispatcher)
+    scheduler, _ = start_scheduler(settings, engine, dispatcher)
+    server = _web_server(settings, engine, web_host, web_port, dispatcher)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
     click.echo(f"helpdesk: web on http://{web_host}:{web_port}/, SMTP on {smtp_host}:{smtp_port}")
@@ -147,7 +149,7 @@ def mailgate_command(smtp_addr: str) -> None:
     settings, engine = _load()
     _require_schema(engine)
     host, port = _host_port(smtp_addr, "--smtp")
-    gateway = start_gateway(settings, host, port, engine)
+    gateway = start_gateway(settings, host, port, engine, subscribers.standard(settings))
     click.echo(f"helpdesk mailgate on {host}:{port}", err=True)
     try:
         _wait_for_signal()
@@ -163,8 +165,9 @@ def worker_command() -> None:
 
     settings, engine = _load()
     _require_schema(engine)
-    worker, thread = start_worker(settings, engine)
-    scheduler, _ = start_scheduler(settings, engine)
+    dispatcher = subscribers.standard(settings)
+    worker, thread = start_worker(settings, engine, dispatcher)
+    scheduler, _ = start_scheduler(settings, engine, dispatcher)
     click.echo(f"helpdesk worker delivering to {settings.smtp_relay}", err=True)
     try:
         _wait_for_signal()
@@ -232,7 +235,7 @@ def mail_reprocess_command() -> None:
     """Retry every stored message whose processing failed."""
     settings, engine = _load()
     _require_schema(engine)
-    sessions = db.session_factory(engine, write=True)
+    sessions = subscribers.writing_sessions(engine, settings)
     with sessions() as session:
         ids = [row.id for row in receive.failed_mails(session)]
     counts: dict[str, int] = {}

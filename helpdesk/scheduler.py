@@ -11,11 +11,13 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.clock import utcnow
 from helpdesk.settings import Settings
 from helpdesk.sla.escalation import escalate
+from helpdesk.tickets.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class Scheduler:
 
     def run_once(self, limit: int = 200) -> int:
         with self.sessions() as session, session.begin():
-            return escalate(session, settings=self.settings, now=self.clock(), limit=limit)
+            return escalate(session, now=self.clock(), limit=limit)
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -54,10 +56,12 @@ class Scheduler:
         self._stop.set()
 
 
-def start_scheduler(settings: Settings, engine) -> tuple[Scheduler, threading.Thread]:  # type: ignore[no-untyped-def]
-    from helpdesk.db import session_factory
+def start_scheduler(
+    settings: Settings, engine: Engine, dispatcher: Dispatcher | None = None
+) -> tuple[Scheduler, threading.Thread]:
+    from helpdesk.subscribers import writing_sessions
 
-    scheduler = Scheduler(session_factory(engine, write=True), settings)
+    scheduler = Scheduler(writing_sessions(engine, settings, dispatcher), settings)
     thread = threading.Thread(target=scheduler.run, name="scheduler", daemon=True)
     thread.start()
     return scheduler, thread

@@ -11,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
+
+from sqlalchemy import Engine
 
 from helpdesk.db import session_factory
 from helpdesk.intake.receive import Envelope
 from helpdesk.mail.addresses import QueueDirectory, Route
 from helpdesk.settings import Settings
+from helpdesk.subscribers import writing_sessions
 from helpdesk.tickets import queues
+from helpdesk.tickets.dispatch import Dispatcher
 from mailgate.committer import IntakeCommitter
 
 log = logging.getLogger(__name__)
@@ -102,8 +107,14 @@ class IntakeHandler:
         return TEMPFAIL
 
 
-def build_handler(engine, settings: Settings, **committer_options) -> IntakeHandler:  # type: ignore[no-untyped-def]
-    committer = IntakeCommitter(session_factory(engine, write=True), settings, **committer_options)
+def build_handler(
+    engine: Engine,
+    settings: Settings,
+    dispatcher: Dispatcher | None = None,
+    **committer_options: Any,
+) -> IntakeHandler:
+    sessions = writing_sessions(engine, settings, dispatcher)
+    committer = IntakeCommitter(sessions, settings, **committer_options)
     committer.start()
     directory = DirectoryCache(session_factory(engine), settings)
     return IntakeHandler(committer, directory, settings)

@@ -1,9 +1,12 @@
 """SMTP out: the worker that delivers outbox rows through the relay.
 
 Each round claims due rows in one short transaction (the attempt is recorded
-before sending), delivers them over one relay connection, and records each
-outcome in its own transaction. A 5xx reply is permanent; a 4xx reply or a
-connection error is retried with exponential backoff.
+before sending), builds each message from its row (``ticket_mail.mime_bytes``:
+rows keep a description of the mail, not its bytes) outside that transaction,
+delivers them over one relay connection, and records each outcome in its own
+transaction. A 5xx reply is permanent; a 4xx reply or a connection error is
+retried with exponential backoff. A row that cannot be built (a template
+removed since) fails at once, with the reason.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.clock import utcnow
 from helpdesk.models import OutboxMail
-from helpdesk.outbound import outbox
+from helpdesk.outbound import outbox, ticket_mail
 from helpdesk.settings import Settings
+from helpdesk.tickets.dispatch import Dispatcher
 from mailgate.dkim_signing import DkimSigner
 
 log = logging.getLogger(__name__)
@@ -127,9 +132,10 @@ class OutboxWorker:
         claimed_at = self.clock()
         with self.sessions() as session, session.begin():
             rows = outbox.claim_due(session, now=claimed_at, limit=self.batch)
-            claimed = [(row.id, row.mail_from, list(row.rcpt_tos), row.content) for row in rows]
-        if not claimed:
+        if not rows:
             return 0
+        # Built after the claim's commit: no lock is held while templates render.
+        claimed = [(row.id, row.mail_from, list(row.rcpt_tos), self._build(row)) for row in rows]
         # Once the lease ends another worker may claim these rows and send them;
         # a slow relay must not make this round send them too. Past half the
         # lease, the rows not yet begun are left to whoever claims them next.
@@ -138,6 +144,10 @@ class OutboxWorker:
         attempted = 0
         try:
             for row_id, mail_from, rcpt_tos, content in claimed:
+                if isinstance(content, DeliveryResult):
+                    self._record(row_id, content)
+                    attempted += 1
+                    continue
                 if self.clock() >= deadline:
                     log.warning(
                         "outbox round past half its lease; %d mails left for the next claim",
@@ -150,6 +160,13 @@ class OutboxWorker:
         finally:
             relay.close()
         return attempted
+
+    def _build(self, row: OutboxMail) -> bytes | DeliveryResult:
+        try:
+            return ticket_mail.mime_bytes(row)
+        except Exception as exc:
+            log.exception("outbox %s: the mail cannot be built", row.id)
+            return DeliveryResult(False, True, f"cannot build the mail: {type(exc).__name__}")
 
     def _record(self, row_id: int, result: DeliveryResult) -> None:
         with self.sessions() as session, session.begin():
@@ -179,10 +196,12 @@ class OutboxWorker:
         self._stop.set()
 
 
-def start_worker(settings: Settings, engine) -> tuple[OutboxWorker, threading.Thread]:  # type: ignore[no-untyped-def]
-    from helpdesk.db import session_factory
+def start_worker(
+    settings: Settings, engine: Engine, dispatcher: Dispatcher | None = None
+) -> tuple[OutboxWorker, threading.Thread]:
+    from helpdesk.subscribers import writing_sessions
 
-    worker = OutboxWorker(session_factory(engine, write=True), settings)
+    worker = OutboxWorker(writing_sessions(engine, settings, dispatcher), settings)
     thread = threading.Thread(target=worker.run, name="outbox-worker", daemon=True)
     thread.start()
     return worker, thread

@@ -12,9 +12,11 @@ import ssl
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
+from sqlalchemy import Engine
 
 from helpdesk.db import make_engine
 from helpdesk.settings import Settings
+from helpdesk.tickets.dispatch import Dispatcher
 from mailgate.handler import IntakeHandler, build_handler
 
 log = logging.getLogger(__name__)
@@ -106,10 +108,17 @@ class Gateway(Controller):
         self.handler.committer.stop()
 
 
-def start_gateway(settings: Settings, host: str, port: int, engine=None) -> Gateway:  # type: ignore[no-untyped-def]
-    """Build the handler on ``engine`` (or a new one) and start serving."""
+def start_gateway(
+    settings: Settings,
+    host: str,
+    port: int,
+    engine: Engine | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> Gateway:
+    """Build the handler on ``engine`` (or a new one) and start serving; intake's
+    sessions carry ``dispatcher`` (default: the standard subscribers)."""
     engine = engine or make_engine(settings)
-    handler = build_handler(engine, settings)
+    handler = build_handler(engine, settings, dispatcher)
     gateway = Gateway(handler, settings, host, port)
     gateway.start()
     log.info("mailgate listening on %s:%s", host, port)

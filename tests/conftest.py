@@ -27,6 +27,12 @@ from helpdesk import bootstrap, db
 from helpdesk.accounts import users
 from helpdesk.clock import utcnow
 from helpdesk.settings import Settings
+from helpdesk.subscribers import writing_sessions
+from helpdesk.tickets.operation import install_guard
+
+# For the whole run: a ticket's status, priority, assignee, queue, tags or merge,
+# or a history row, written anywhere but in the ticket lifecycle raises DirectWrite.
+install_guard()
 
 PG_URL = os.environ.get(
     "HELPDESK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -131,6 +137,19 @@ def engine(settings: Settings):  # type: ignore[no-untyped-def]
     engine = db.make_engine(settings)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine, settings: Settings):  # type: ignore[no-untyped-def]
+    """Write sessions as the product makes them: with the standard subscribers."""
+    return writing_sessions(engine, settings)
+
+
+def outbox_bytes(row) -> bytes:  # type: ignore[no-untyped-def]
+    """The bytes the worker sends for an outbox row (built from it, as at send time)."""
+    from helpdesk.outbound.ticket_mail import mime_bytes
+
+    return mime_bytes(row)
 
 
 @pytest.fixture

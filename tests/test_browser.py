@@ -19,6 +19,7 @@ from helpdesk.accounts.users import by_email
 from helpdesk.clock import utcnow
 from helpdesk.db import session_factory
 from helpdesk.models import Message, Ticket
+from helpdesk.subscribers import writing_sessions
 from helpdesk.tickets import canned
 from mailgate.outbox_sender import OutboxWorker
 
@@ -53,7 +54,7 @@ def agent_replies(session, ticket: Ticket) -> list[Message]:  # type: ignore[no-
 
 
 def deliver_outbox(engine, relay_settings) -> None:  # type: ignore[no-untyped-def]
-    worker = OutboxWorker(session_factory(engine, write=True), relay_settings)
+    worker = OutboxWorker(writing_sessions(engine, relay_settings), relay_settings)
     for _ in range(10):  # bounded: each round takes what is due
         if worker.run_once() == 0:
             return

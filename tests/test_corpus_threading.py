@@ -10,6 +10,7 @@ database, and a key the runner does not know is an error, not a silent pass.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import json
 import re
@@ -29,8 +30,10 @@ from helpdesk.accounts import users
 from helpdesk.clock import utcnow
 from helpdesk.mail.messageid import make_message_id, verify_message_id
 from helpdesk.models import Contact, Message, OutboxMail, Queue, RawMail, Ticket, User
-from helpdesk.tickets import replies
-from tests.conftest import SECRET, RunningGateway
+from helpdesk.subscribers import writing_sessions
+from helpdesk.tickets import conversation
+from helpdesk.tickets.operation import direct_writes
+from tests.conftest import SECRET, RunningGateway, outbox_bytes
 
 CORPUS = Path(__file__).parent / "corpus" / "threading"
 DOMAIN = "example.com"
@@ -207,11 +210,16 @@ class Scenario:
         ).one_or_none()
         if row is None:
             raise ScenarioError(f"ticket {number} has no notification")
-        return str(email.message_from_bytes(row.content, policy=policy.compat32)["Message-ID"])
+        sent = outbox_bytes(row)
+        return str(email.message_from_bytes(sent, policy=policy.compat32)["Message-ID"])
 
     def apply_set(self, change: dict[str, Any], where: str) -> None:
         now = utcnow()
-        with db.session_factory(self.engine, write=True)() as session, session.begin():
+        with (
+            db.session_factory(self.engine, write=True)() as session,
+            session.begin(),
+            contextlib.ExitStack() as stack,
+        ):
             if "user" in change:
                 _require_known(set(change), {"user", "role", "queues", "name"}, where)
                 users.add_or_update(
@@ -223,6 +231,8 @@ class Scenario:
                 queue = session.scalars(select(Queue).where(Queue.slug == change["queue"])).one()
                 queue.closed_reply_policy = change["closed_reply_policy"]
             elif "ticket" in change:
+                # The scenario's state, set as it is (no history, no events): a test fixture.
+                stack.enter_context(direct_writes())
                 _require_known(set(change), {"ticket", "status", "merged_into"}, where)
                 ticket = session.scalars(
                     select(Ticket).where(Ticket.number == change["ticket"])
@@ -245,11 +255,11 @@ class Scenario:
     def agent_reply(self, spec: dict[str, Any]) -> str:
         _require_known(set(spec), {"ticket", "agent", "text"}, "reply")
         settings = self.gateway.gateway.settings
-        with db.session_factory(self.engine, write=True)() as session, session.begin():
+        with writing_sessions(self.engine, settings)() as session, session.begin():
             ticket = session.scalars(select(Ticket).where(Ticket.number == spec["ticket"])).one()
             author = session.scalars(select(User).where(User.email == spec["agent"])).one()
-            message, _row = replies.reply(
-                session, ticket, author=author, text=spec["text"], settings=settings, now=utcnow()
+            message, _row = conversation.reply(
+                session, ticket, actor=author, text=spec["text"], settings=settings, now=utcnow()
             )
             session.flush()
             return message.message_id

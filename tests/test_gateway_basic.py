@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from helpdesk.models import Message, OutboxMail, RawMail, Ticket
+from tests.conftest import outbox_bytes
 
 MAIL = (
     b"From: Alice Example <alice@customer.example>\r\n"
@@ -33,8 +34,8 @@ def test_mail_becomes_ticket_with_acknowledgement(gateway, session):
     ack = session.scalars(select(OutboxMail)).one()
     assert ack.purpose == "acknowledgement"
     assert ack.rcpt_tos == ["alice@customer.example"]
-    assert b"Auto-Submitted: auto-replied" in ack.content
-    assert b"[HD#1]" in ack.content
+    assert b"Auto-Submitted: auto-replied" in outbox_bytes(ack)
+    assert b"[HD#1]" in outbox_bytes(ack)
 
 
 def test_duplicate_delivery_is_stored_once(gateway, session):

@@ -35,7 +35,7 @@ from helpdesk.settings import Settings
 from helpdesk.tickets import contacts
 from mailgate.handler import TEMPFAIL
 from mailgate.tls import write_self_signed
-from tests.conftest import SECRET, RunningGateway, free_port, start_gateway
+from tests.conftest import SECRET, RunningGateway, free_port, outbox_bytes, start_gateway
 
 SENDER = "alice@customer.example"
 TEMPFAIL_TEXT = TEMPFAIL.split(" ", 1)[1].encode()
@@ -309,7 +309,7 @@ def test_header_smuggling_has_no_effect(gateway, engine, separator):
         assert session.scalars(select(TicketCC)).all() == []
         ack = session.scalars(select(OutboxMail)).one()
         assert ack.rcpt_tos == ["alice@customer.example"]
-        sent = email.message_from_bytes(ack.content, policy=policy.default)
+        sent = email.message_from_bytes(outbox_bytes(ack), policy=policy.default)
         assert (sent["To"], sent["Cc"], sent["Bcc"]) == ("alice@customer.example", None, None)
         # The raw bytes are kept exactly as received.
         assert session.scalars(select(RawMail)).one().content == raw

@@ -15,7 +15,8 @@ from helpdesk.clock import utcnow
 from helpdesk.db import session_factory
 from helpdesk.mail.messageid import verify_message_id
 from helpdesk.models import RawMail, Ticket, User
-from helpdesk.tickets import contacts
+from helpdesk.subscribers import writing_sessions
+from helpdesk.tickets import contacts, lifecycle
 from tests.conftest import SECRET
 from tests.test_outbound import (
     SENDER,
@@ -42,10 +43,12 @@ def _update_user(engine, email: str, **values: object) -> None:  # type: ignore[
             setattr(user, name, value)
 
 
-def _assign(engine, email: str, number: int = 1) -> None:  # type: ignore[no-untyped-def]
-    with session_factory(engine, write=True)() as session, session.begin():
+def _assign(engine, settings, email: str, number: int = 1) -> None:  # type: ignore[no-untyped-def]
+    """The agent takes the ticket (assigning themself: no "assigned" notification)."""
+    with writing_sessions(engine, settings)() as session, session.begin():
         user = session.scalars(select(User).where(User.email == email)).one()
-        session.scalars(select(Ticket).where(Ticket.number == number)).one().assignee = user
+        ticket = session.scalars(select(Ticket).where(Ticket.number == number)).one()
+        lifecycle.assign(session, ticket, user, actor=user, now=utcnow())
 
 
 def _follow_up(gateway, body: str = "It still does not work.", mid: str = "<m2@customer.example>"):  # type: ignore[no-untyped-def]
@@ -123,12 +126,12 @@ def test_an_agent_writing_in_is_not_told_of_their_own_ticket(
 
 
 def test_the_assignee_is_told_of_a_customer_reply(
-    gateway, engine, relay, relay_settings, make_user
+    gateway, engine, relay, settings, relay_settings, make_user
 ):
     make_user(AGENT, "agent", ["help-desk"])
     make_user(COLLEAGUE, "agent", ["help-desk"])
     gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
-    _assign(engine, AGENT)
+    _assign(engine, settings, AGENT)
     _follow_up(gateway)
 
     assert count(engine, Ticket) == 1
@@ -149,13 +152,13 @@ def test_the_assignee_is_told_of_a_customer_reply(
 
 
 def test_no_customer_reply_notification_without_an_assignee_or_when_opted_out(
-    gateway, engine, make_user
+    gateway, engine, settings, make_user
 ):
     make_user(AGENT, "agent", ["help-desk"])
     gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
     _follow_up(gateway)
     assert outbox(engine, "notification:customer_reply") == []
-    _assign(engine, AGENT)
+    _assign(engine, settings, AGENT)
     _update_user(engine, AGENT, notify_customer_reply=False)
     _follow_up(gateway, body="Anyone there?", mid="<m3@customer.example>")
     assert outbox(engine, "notification:customer_reply") == []
@@ -193,11 +196,13 @@ def test_an_agent_answering_a_notification_lands_in_the_ticket(
     assert "auto-submitted" not in header_names(answer)
 
 
-def test_a_broken_ticket_subject_does_not_lose_the_customer_reply(gateway, engine, make_user):
+def test_a_broken_ticket_subject_does_not_lose_the_customer_reply(
+    gateway, engine, settings, make_user
+):
     """An admin edit left LF in the subject: the follow-up still lands in the ticket."""
     make_user(AGENT, "agent", ["help-desk"])
     gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
-    _assign(engine, AGENT)
+    _assign(engine, settings, AGENT)
     with session_factory(engine, write=True)() as session, session.begin():
         session.scalars(select(Ticket)).one().subject = "Printer\nBcc: evil@x.example"
     _follow_up(gateway)

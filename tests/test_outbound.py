@@ -37,8 +37,9 @@ from helpdesk.mail.messageid import verify_message_id
 from helpdesk.models import Contact, Message, OutboxMail, Ticket, User
 from helpdesk.outbound.outbox import LEASE, claim_due
 from helpdesk.settings import Settings
+from helpdesk.subscribers import writing_sessions
 from helpdesk.tickets import lifecycle
-from helpdesk.tickets.replies import reply
+from helpdesk.tickets.conversation import reply
 from mailgate.outbox_sender import OutboxWorker
 from tests.conftest import SECRET, Relay, SinkHandler, free_port, start_relay
 
@@ -96,7 +97,7 @@ def customer_mail(
 def make_worker(
     engine: Engine, settings: Settings, clock: Clock, **options: object
 ) -> OutboxWorker:
-    return OutboxWorker(session_factory(engine, write=True), settings, clock=clock, **options)
+    return OutboxWorker(writing_sessions(engine, settings), settings, clock=clock, **options)
 
 
 def deliver(worker: OutboxWorker, *, rounds: int = 20) -> int:
@@ -153,14 +154,14 @@ def agent_reply(
     attachments: list[tuple[str, str, bytes]] | None = None,
 ) -> tuple[int, int | None]:
     """Reply as the help-desk agent; returns (outbound message id, outbox row id or None)."""
-    with session_factory(engine, write=True)() as session, session.begin():
+    with writing_sessions(engine, settings)() as session, session.begin():
         agent = users.add_or_update(
             session, AGENT, role="agent", queue_slugs=["help-desk"], name=name, now=utcnow()
         )
         ticket = lifecycle.by_number(session, number)
         assert ticket is not None
         message, row = reply(
-            session, ticket, author=agent, text=text, settings=settings, now=utcnow(),
+            session, ticket, actor=agent, text=text, settings=settings, now=utcnow(),
             attachments=attachments,
         )  # fmt: skip
         session.flush()
@@ -489,13 +490,13 @@ def sink(handler: SinkHandler) -> Iterator[Relay]:
 
 
 def queue_replies(engine: Engine, settings: Settings, n: int, number: int = 1) -> None:
-    with session_factory(engine, write=True)() as session, session.begin():
+    with writing_sessions(engine, settings)() as session, session.begin():
         agent = users.add_or_update(
             session, AGENT, role="agent", queue_slugs=["help-desk"], now=utcnow()
         )
         ticket = lifecycle.by_number(session, number)
         for i in range(n):
-            reply(session, ticket, author=agent, text=f"Reply {i}", settings=settings, now=utcnow())
+            reply(session, ticket, actor=agent, text=f"Reply {i}", settings=settings, now=utcnow())
 
 
 def test_a_round_outlasting_its_lease_leaves_the_rest_to_the_new_claimer(gateway, settings, engine):
@@ -608,11 +609,11 @@ def _agent_id(engine: Engine) -> int:
 
 def _reply_refused(engine: Engine, settings: Settings) -> None:
     """The reply service refuses; what the transaction holds afterwards is committed."""
-    with session_factory(engine, write=True)() as session, session.begin():
+    with writing_sessions(engine, settings)() as session, session.begin():
         ticket = lifecycle.by_number(session, 1)
         agent = session.scalars(select(User).where(User.email == AGENT)).one()
         with pytest.raises(HeaderInjection):
-            reply(session, ticket, author=agent, text="Hello", settings=settings, now=utcnow())
+            reply(session, ticket, actor=agent, text="Hello", settings=settings, now=utcnow())
 
 
 @pytest.mark.parametrize("name", ["Eve\r\nBcc: evil@x.example", "Eve\nBcc: evil@x.example"])

@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.accounts import users
-from helpdesk.db import session_factory
 from helpdesk.intake.receive import Envelope, receive
 from helpdesk.models import Message, SlaCalendar, SlaPolicy, Ticket, TicketSla, User
 from helpdesk.settings import Settings
 from helpdesk.sla import holidays
 from helpdesk.sla import service as sla_service
-from helpdesk.tickets import queues, replies, triage
+from helpdesk.subscribers import writing_sessions
+from helpdesk.tickets import conversation, lifecycle, queues
 
 FIRST = datetime(2026, 1, 1, tzinfo=UTC)
 COMPANY_DAY_ICS = (  # every 18 May since 2025 (a Monday in 2026)
@@ -61,7 +61,7 @@ class Desk:
     token: str = ""  # the agent's API token
 
     def write(self) -> Session:
-        return session_factory(self.engine, write=True)()
+        return writing_sessions(self.engine, self.settings)()
 
     def receive(self, raw: bytes, now: datetime, sender: str = "bob@customer.example") -> int:
         with self.write() as session, session.begin():
@@ -210,10 +210,10 @@ def test_an_agent_reply_stops_first_response_and_a_note_or_acknowledgement_does_
     with berlin.write() as session, session.begin():
         kinds = [(m.kind, m.author_id) for m in ticket(session, number).messages]
         assert ("outbound", None) in kinds  # the automatic acknowledgement went out
-        replies.add_note(
+        conversation.add_note(
             session,
             ticket(session, number),
-            author=agent(session),
+            actor=agent(session),
             text="Looking",
             now=monday(9, 20),
         )
@@ -228,10 +228,10 @@ def test_an_agent_reply_stops_first_response_and_a_note_or_acknowledgement_does_
     assert berlin.sla(number).first_response_due == monday(11)
 
     with berlin.write() as session, session.begin():
-        replies.reply(
+        conversation.reply(
             session,
             ticket(session, number),
-            author=agent(session),
+            actor=agent(session),
             text="Have you tried water?",
             settings=berlin.settings,
             now=monday(10, 15),
@@ -256,7 +256,7 @@ def test_pending_pauses_the_clocks_until_the_customer_answers(berlin, client):
     monday = lambda h, m=0: local("Europe/Berlin", 2026, 5, 18, h, m)  # noqa: E731
     number = berlin.receive(mail(1), monday(9))
     with berlin.write() as session, session.begin():
-        triage.set_status(
+        lifecycle.set_status(
             session, ticket(session, number), "pending", actor=agent(session), now=monday(10)
         )
     row = berlin.sla(number)
@@ -278,7 +278,7 @@ def test_reopening_resumes_the_resolution_clock(berlin):
     monday = lambda h, m=0: local("Europe/Berlin", 2026, 5, 18, h, m)  # noqa: E731
     number = berlin.receive(mail(1), monday(9))
     with berlin.write() as session, session.begin():
-        triage.set_status(
+        lifecycle.set_status(
             session, ticket(session, number), "resolved", actor=agent(session), now=monday(12)
         )
     row = berlin.sla(number)
@@ -291,10 +291,10 @@ def test_reopening_resumes_the_resolution_clock(berlin):
     assert row.resolution_due == local("Europe/Berlin", 2026, 5, 19, 13)  # 300 left at 16:00
     with berlin.write() as session, session.begin():
         tuesday = local("Europe/Berlin", 2026, 5, 19, 9, 30)
-        triage.set_status(
+        lifecycle.set_status(
             session, ticket(session, number), "resolved", actor=agent(session), now=tuesday
         )
-        triage.set_status(
+        lifecycle.set_status(
             session,
             ticket(session, number),
             "closed",
@@ -328,7 +328,7 @@ def test_moving_to_another_queue_re_evaluates_from_the_start(berlin, client):
     assert berlin.sla(number).first_response_due == local("Europe/Berlin", 2026, 5, 18, 10, 30)
     with berlin.write() as session, session.begin():
         service_desk = queues.by_slug(session, "service-desk")
-        triage.move(
+        lifecycle.move(
             session, ticket(session, number), service_desk, actor=agent(session), now=friday(16, 50)
         )
     row = berlin.sla(number)
@@ -348,12 +348,14 @@ def test_timeline_reads_only_customer_mail_agent_replies_and_status_changes(berl
     )
     with berlin.write() as session, session.begin():
         current = ticket(session, number)
-        replies.add_note(session, current, author=agent(session), text="note", now=monday(9, 10))
-        replies.reply(
-            session, current, author=agent(session), text="Hello", settings=berlin.settings,
+        conversation.add_note(
+            session, current, actor=agent(session), text="note", now=monday(9, 10)
+        )
+        conversation.reply(
+            session, current, actor=agent(session), text="Hello", settings=berlin.settings,
             now=monday(9, 20),
         )  # fmt: skip
-        triage.set_status(session, current, "pending", actor=agent(session), now=monday(9, 30))
+        lifecycle.set_status(session, current, "pending", actor=agent(session), now=monday(9, 30))
         session.flush()
         events = sla_service.timeline(session, current)
         assert (
@@ -385,7 +387,7 @@ def test_a_priority_change_re_chooses_the_policy(berlin):
     number = berlin.receive(mail(1), monday(9))
     assert berlin.sla(number).first_response_due == monday(11)
     with berlin.write() as session, session.begin():
-        triage.set_priority(
+        lifecycle.set_priority(
             session, ticket(session, number), "urgent", actor=agent(session), now=monday(9, 10)
         )
     row = berlin.sla(number)

@@ -18,12 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.accounts import users
-from helpdesk.db import session_factory
 from helpdesk.intake.receive import Envelope, receive
 from helpdesk.models import OutboxMail, SlaCalendar, SlaPolicy, Ticket, TicketEvent, TicketSla, User
 from helpdesk.scheduler import Scheduler
 from helpdesk.sla.escalation import escalate
-from helpdesk.tickets import queues, replies, triage
+from helpdesk.subscribers import writing_sessions
+from helpdesk.tickets import conversation, lifecycle, queues
+from tests.conftest import outbox_bytes
 
 MONDAY = datetime(2026, 5, 18, tzinfo=UTC)  # the seeded calendar: Mon-Fri 09-17 UTC
 
@@ -45,7 +46,7 @@ def desk(engine, settings, make_user):  # type: ignore[no-untyped-def]
     business minutes), two agents of the queue, one of another queue, two
     managers (one inactive) and an admin."""
     token = make_user("ann@example.com", "agent", ["help-desk"])  # with a password: signs in
-    with session_factory(engine, write=True)() as session, session.begin():
+    with writing_sessions(engine, settings)() as session, session.begin():
         calendar = session.scalars(select(SlaCalendar)).one()  # seeded, UTC office hours
         session.add(
             SlaPolicy(
@@ -70,7 +71,7 @@ def desk(engine, settings, make_user):  # type: ignore[no-untyped-def]
         session.scalars(
             select(User).where(User.email == "old-boss@example.com")
         ).one().active = False
-    return {"token": token, "sessions": session_factory(engine, write=True)}
+    return {"token": token, "sessions": writing_sessions(engine, settings)}
 
 
 def new_ticket(settings, sessions, number: int, now: datetime, assignee: str | None = None) -> int:  # type: ignore[no-untyped-def]
@@ -83,7 +84,7 @@ def new_ticket(settings, sessions, number: int, now: datetime, assignee: str | N
         if assignee:
             ticket = by_number(session, result.ticket_number)
             person = session.scalars(select(User).where(User.email == assignee)).one()
-            triage.assign(session, ticket, person, actor=person, settings=settings, now=now)
+            lifecycle.assign(session, ticket, person, actor=person, now=now)
         return result.ticket_number
 
 
@@ -101,7 +102,8 @@ def escalations(session: Session, number: int) -> list[tuple[str, str, str]]:
     )
     out = []
     for row in rows:
-        subject = re.search(rb"^Subject: (.*)$", row.content, re.M).group(1).decode().strip()
+        content = outbox_bytes(row)
+        subject = re.search(rb"^Subject: (.*)$", content, re.M).group(1).decode().strip()
         out += [(row.purpose, rcpt, subject) for rcpt in row.rcpt_tos]
     return out
 
@@ -195,20 +197,22 @@ def test_a_reply_in_time_ends_the_warnings_and_resolution_has_its_own(desk, sett
     sessions = desk["sessions"]
     number = new_ticket(settings, sessions, 1, at(9), assignee="ann@example.com")
     with sessions() as write, write.begin():
-        assert escalate(write, settings=settings, now=at(10, 30)) == 1
+        assert escalate(write, now=at(10, 30)) == 1
     with sessions() as write, write.begin():
         ticket = by_number(write, number)
         ann = write.scalars(select(User).where(User.email == "ann@example.com")).one()
-        replies.reply(write, ticket, author=ann, text="On it", settings=settings, now=at(10, 35))
+        conversation.reply(
+            write, ticket, actor=ann, text="On it", settings=settings, now=at(10, 35)
+        )
     with sessions() as write, write.begin():
-        escalate(write, settings=settings, now=at(11))  # no breach: the clock stopped in time
+        escalate(write, now=at(11))  # no breach: the clock stopped in time
     session.expire_all()
     assert [k for k, _, _ in history(session, number)] == ["sla_warning"]
     row = session.get(TicketSla, by_number(session, number).id)
     assert row.next_check_at == at(15, 24)  # 80% of the 480-minute resolution clock
     with sessions() as write, write.begin():
-        escalate(write, settings=settings, now=at(15, 30))
-        escalate(write, settings=settings, now=at(15, 31))
+        escalate(write, now=at(15, 30))
+        escalate(write, now=at(15, 31))
     session.expire_all()
     assert history(session, number)[1:] == [("sla_warning", "Resolution", at(17).isoformat())]
     assert [r for _, r, _ in escalations(session, number)] == ["ann@example.com"] * 2
@@ -229,23 +233,23 @@ def test_each_next_response_cycle_is_escalated_once(desk, settings, session):
     def agent_replies(now: datetime) -> None:
         with sessions() as write, write.begin():
             ann = write.scalars(select(User).where(User.email == "ann@example.com")).one()
-            replies.reply(
-                write, by_number(write, number), author=ann, text="Ok", settings=settings, now=now
+            conversation.reply(
+                write, by_number(write, number), actor=ann, text="Ok", settings=settings, now=now
             )
 
     agent_replies(at(9, 10))
     customer_writes(1, at(11))
     for minute in (50, 55, 59):  # cycle 1: warned at 11:48
         with sessions() as write, write.begin():
-            escalate(write, settings=settings, now=at(11, minute))
+            escalate(write, now=at(11, minute))
     agent_replies(at(11, 59))
     customer_writes(2, at(13))
     for minute in (50, 55):  # cycle 2: its own warning
         with sessions() as write, write.begin():
-            escalate(write, settings=settings, now=at(13, minute))
+            escalate(write, now=at(13, minute))
     with sessions() as write, write.begin():
-        escalate(write, settings=settings, now=at(14, 1))  # and its breach
-        escalate(write, settings=settings, now=at(14, 5))
+        escalate(write, now=at(14, 1))  # and its breach
+        escalate(write, now=at(14, 5))
     session.expire_all()
     assert [(k, label) for k, label, _ in history(session, number)] == [
         ("sla_warning", "Next response"),
@@ -262,18 +266,18 @@ def test_a_move_to_another_queue_starts_the_escalations_afresh(desk, settings, s
     sessions = desk["sessions"]
     number = new_ticket(settings, sessions, 1, at(9), assignee="ann@example.com")
     with sessions() as write, write.begin():
-        escalate(write, settings=settings, now=at(10, 25))  # help-desk: warned at 10:20
+        escalate(write, now=at(10, 25))  # help-desk: warned at 10:20
     with sessions() as write, write.begin():
         cleo = write.scalars(select(User).where(User.email == "cleo@example.com")).one()
         service_desk = queues.by_slug(write, "service-desk")
-        triage.move(write, by_number(write, number), service_desk, actor=cleo, now=at(10, 30))
+        lifecycle.move(write, by_number(write, number), service_desk, actor=cleo, now=at(10, 30))
     session.expire_all()
     row = session.get(TicketSla, by_number(session, number).id)
     assert row.policy.name == "Default"  # 4 business hours from 09:00
     assert (row.first_response_due, row.escalations) == (at(13), [])
     for now in (at(12, 15), at(12, 20), at(13, 1), at(13, 30)):
         with sessions() as write, write.begin():
-            escalate(write, settings=settings, now=now)
+            escalate(write, now=now)
     session.expire_all()
     assert [(k, v) for k, _, v in history(session, number)] == [
         ("sla_warning", at(10, 40).isoformat()),
@@ -295,7 +299,7 @@ def test_a_breach_is_not_lost_when_the_ticket_changes_before_the_job_runs(desk, 
     sessions = desk["sessions"]
     number = new_ticket(settings, sessions, 1, at(9), assignee="ann@example.com")
     with sessions() as write, write.begin():
-        escalate(write, settings=settings, now=at(10, 25))  # the warning
+        escalate(write, now=at(10, 25))  # the warning
     with sessions() as write, write.begin():  # 10:45: past due, the job has not run since
         sender = "customer1@customer.example"
         raw = mail(2, sender, f"Re: [HD#{number}] Case 1")
@@ -304,9 +308,9 @@ def test_a_breach_is_not_lost_when_the_ticket_changes_before_the_job_runs(desk, 
             now=at(10, 45),
         )  # fmt: skip
     with sessions() as write, write.begin():
-        assert escalate(write, settings=settings, now=at(10, 46)) == 1
+        assert escalate(write, now=at(10, 46)) == 1
     with sessions() as write, write.begin():
-        assert escalate(write, settings=settings, now=at(10, 47)) == 0  # handled: not again
+        assert escalate(write, now=at(10, 47)) == 0  # handled: not again
     session.expire_all()
     assert [k for k, _, _ in history(session, number)] == ["sla_warning", "sla_breach"]
     row = session.get(TicketSla, by_number(session, number).id)
@@ -338,11 +342,11 @@ def test_two_workers_at_once_escalate_each_clock_once(desk, settings, session, e
     sessions = desk["sessions"]
     number = new_ticket(settings, sessions, 1, at(9), assignee="ann@example.com")
     with sessions() as first, first.begin():
-        assert escalate(first, settings=settings, now=at(10, 25)) == 1
+        assert escalate(first, now=at(10, 25)) == 1
         with sessions() as second, second.begin():  # meanwhile, in another worker
-            assert escalate(second, settings=settings, now=at(10, 25)) == 0
+            assert escalate(second, now=at(10, 25)) == 0
     with sessions() as later, later.begin():
-        escalate(later, settings=settings, now=at(10, 26))
+        escalate(later, now=at(10, 26))
     session.expire_all()
     assert [k for k, _, _ in history(session, number)] == ["sla_warning"]
     assert len(escalations(session, number)) == 1

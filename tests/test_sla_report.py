@@ -44,6 +44,7 @@ from helpdesk.sla import report as sla_report
 from helpdesk.sla import service as sla_service
 from helpdesk.sla.calendar import Calendar
 from helpdesk.sla.clocks import Event, Targets, compute
+from helpdesk.tickets.operation import direct_writes
 
 ZONE = "Europe/Berlin"
 BEGIN = datetime(2026, 1, 5, tzinfo=UTC)
@@ -75,9 +76,12 @@ POLICIES = [
 
 
 def generate(engine) -> None:  # type: ignore[no-untyped-def]
-    """About 180 tickets from January to May, written as raw rows, then refreshed."""
+    """About 180 tickets from January to May, written as raw rows, then refreshed.
+
+    Raw rows, history included, as an import would write them: past the lifecycle.
+    """
     rng = random.Random(6)
-    with session_factory(engine, write=True)() as session, session.begin():
+    with session_factory(engine, write=True)() as session, session.begin(), direct_writes():
         office = session.scalars(select(SlaCalendar)).one()  # the seeded calendar
         office.timezone = ZONE
         office.weekly = WEEKLY

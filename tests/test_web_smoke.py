@@ -8,6 +8,7 @@ import re
 from sqlalchemy import select
 
 from helpdesk.models import Message, OutboxMail, Ticket, TicketEvent
+from tests.conftest import outbox_bytes
 
 MAIL = (
     b"From: Bob Customer <bob@customer.example>\r\n"
@@ -83,7 +84,7 @@ def test_agent_works_a_ticket(gateway, client, make_user, session):
     kinds = [m.kind for m in ticket.messages]
     assert kinds == ["inbound", "outbound", "outbound", "note"]
     reply = session.scalars(select(OutboxMail).where(OutboxMail.purpose == "reply")).one()
-    assert b"Please update the client." in reply.content
+    assert b"Please update the client." in outbox_bytes(reply)
     events = {e.kind for e in session.scalars(select(TicketEvent))}
     assert {"status", "priority", "assignee", "tags", "reply"} <= events
 

@@ -24,11 +24,11 @@ from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
 from helpdesk.mail.classify import classify, is_automated
 from helpdesk.mail.parse import InboundEmail, ParseError, parse
 from helpdesk.models import Contact, RawMail, Ticket, User
-from helpdesk.outbound.acknowledgement import acknowledge
-from helpdesk.outbound.notifications import notify
+from helpdesk.outbound import feedback
 from helpdesk.settings import Settings
-from helpdesk.sla.service import refresh as refresh_sla
-from helpdesk.tickets import contacts, lifecycle, queues
+from helpdesk.tickets import contacts, conversation, queues
+from helpdesk.tickets.actors import Actor
+from helpdesk.tickets.conversation import NewMessage, Opening
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,12 @@ def _apply(
         log.info("%s for %s (raw mail %s)", reason, ", ".join(report.delayed) or "-", row.id)
         return IntakeResult("dropped", row.id, flags=sorted(flags), reason=reason)
 
+    if is_automated(sorted(flags)):
+        reason = feedback.record(session, mail, report, now=now)
+        if reason:
+            log.info("%s: raw mail %s", reason, row.id)
+            return IntakeResult("dropped", row.id, flags=sorted(flags), reason=reason)
+
     ctx = ThreadContext(
         session, mail, sender, settings.secret_key, settings.subject_tag_prefix,
         extra_references=report.original_message_ids if report else [],
@@ -244,6 +250,12 @@ class Incoming:
     def automated(self) -> bool:
         return is_automated(self.flags)
 
+    def message(self, also_addressed: list[str] | None = None) -> NewMessage:
+        return NewMessage.from_mail(
+            self.mail, raw_mail_id=self.row.id, flags=self.flags,
+            also_addressed=also_addressed or [],
+        )  # fmt: skip
+
 
 def _opens_new_ticket(ticket: Ticket, incoming: Incoming) -> bool:
     """A customer's reply to a closed ticket in a queue whose policy is "new_ticket"."""
@@ -257,24 +269,15 @@ def _opens_new_ticket(ticket: Ticket, incoming: Incoming) -> bool:
 
 def _follow_up(incoming: Incoming, ticket: Ticket, rule: str) -> IntakeResult:
     session, mail, agent, now = incoming.session, incoming.mail, incoming.agent, incoming.now
-    contact = (
-        None if agent else contacts.get_or_create(session, incoming.sender, mail.from_name, now=now)
-    )
-    lifecycle.add_inbound_message(
-        session, ticket, mail, raw_mail_id=incoming.row.id, contact=contact,
-        author_id=agent.id if agent else None, flags=incoming.flags, also_addressed=[], now=now,
-    )  # fmt: skip
-    if agent is None:
-        lifecycle.record_customer_reply(session, ticket, automated=incoming.automated, now=now)
-    if not incoming.automated:
-        _add_ccs(session, ticket, mail, incoming.directory, now)
-        if agent is None:
-            notify(
-                session, ticket, "customer_reply", settings=incoming.settings, now=now,
-                excerpt=mail.text,
-            )  # fmt: skip
+    if agent is not None:
+        actor = Actor.agent(agent)
+    else:
+        actor = Actor.customer(
+            contacts.get_or_create(session, incoming.sender, mail.from_name, now=now)
+        )
+    ccs = [] if incoming.automated else _cc_contacts(incoming, ticket.requester.email)
+    conversation.receive_message(session, ticket, incoming.message(), actor=actor, now=now, ccs=ccs)
     incoming.row.ticket_id = ticket.id
-    refresh_sla(session, ticket, now=now)
     return IntakeResult("follow_up", incoming.row.id, ticket.number, incoming.flags, rule)
 
 
@@ -286,27 +289,17 @@ def _new_ticket(
     if queue is None:
         raise ParseError(f"queue {slugs[0]} no longer exists")
     requester = _requester(incoming)
-    ticket = lifecycle.open_ticket(
-        session, queue=queue, requester=requester, subject=mail.subject, now=now
-    )
-    ticket.follow_up_of = follow_up_of
-    message = lifecycle.add_inbound_message(
-        session, ticket, mail, raw_mail_id=incoming.row.id,
-        contact=None if agent else requester, author_id=agent.id if agent else None,
-        flags=incoming.flags, also_addressed=slugs[1:], now=now,
+    actor = Actor.agent(agent) if agent is not None else Actor.customer(requester)
+    ccs = [] if incoming.automated else _cc_contacts(incoming, requester.email)
+    ticket = conversation.open_ticket(
+        session, queue=queue, requester=requester, subject=mail.subject, actor=actor, now=now,
+        opening=Opening(
+            channel="mail", message=incoming.message(slugs[1:]), ccs=ccs,
+            acknowledge=agent is None, follow_up_of=follow_up_of,
+        ),
     )  # fmt: skip
-    if not incoming.automated:
-        _add_ccs(session, ticket, mail, incoming.directory, now)
     session.flush()
     incoming.row.ticket_id = ticket.id
-    if not incoming.automated:
-        if agent is None:
-            acknowledge(session, ticket, message, settings=incoming.settings, now=now)
-        notify(
-            session, ticket, "new_ticket", settings=incoming.settings, now=now,
-            actor_id=agent.id if agent else None, excerpt=mail.text,
-        )  # fmt: skip
-    refresh_sla(session, ticket, now=now)
     return IntakeResult("new_ticket", incoming.row.id, ticket.number, incoming.flags)
 
 
@@ -347,11 +340,11 @@ def _queues_from_headers(mail: InboundEmail, directory: QueueDirectory) -> list[
     return directory.queues_for([address for _, address in [*mail.to, *mail.cc]])
 
 
-def _add_ccs(
-    session: Session, ticket: Ticket, mail: InboundEmail, directory: QueueDirectory, now: datetime
-) -> None:
+def _cc_contacts(incoming: Incoming, requester_email: str) -> list[Contact]:
     """Customer addresses in To/Cc become CCs; our own addresses and agents never do."""
-    for name, address in _customer_recipients(session, mail, directory):
-        if address == ticket.requester.email:
-            continue
-        lifecycle.add_cc(session, ticket, contacts.get_or_create(session, address, name, now=now))
+    session, now = incoming.session, incoming.now
+    return [
+        contacts.get_or_create(session, address, name, now=now)
+        for name, address in _customer_recipients(session, incoming.mail, incoming.directory)
+        if address != requester_email
+    ]

@@ -49,19 +49,33 @@ def render_for_queue(name: str, queue_slug: str, **context: object) -> str:
     return render(f"email/{name}", **context)
 
 
-def thread_references(parent_references: str, parent_message_id: str) -> list[str]:
-    """References for a reply: the parent's chain plus the parent, the root kept when trimmed."""
-    chain = [*parent_references.split(), parent_message_id]
-    chain = list(dict.fromkeys(mid for mid in chain if mid))
-    return chain if len(chain) <= 20 else [chain[0], *chain[-19:]]
+# RFC 5322 asks for the parent's References plus its Message-ID and leaves
+# trimming to us; like news software (RFC 5537 3.4.4) we keep the root and
+# the newest ones, which is what clients need to place the message.
+MAX_REFERENCES = 20
+
+
+def thread_references(
+    parent_references: str, parent_message_id: str, parent_in_reply_to: str = ""
+) -> list[str]:
+    """References for a reply (RFC 5322 3.6.4): the parent's References (or,
+    lacking them, its single In-Reply-To) plus the parent's Message-ID; at
+    most ``MAX_REFERENCES``, the root kept when trimmed."""
+    before = parent_references.split()
+    if not before and len(parent_in_reply_to.split()) == 1:
+        before = parent_in_reply_to.split()
+    chain = list(dict.fromkeys(mid for mid in [*before, parent_message_id] if mid))
+    if len(chain) <= MAX_REFERENCES:
+        return chain
+    return [chain[0], *chain[-(MAX_REFERENCES - 1) :]]
 
 
 def tag(prefix: str, number: int) -> str:
     return f"[{prefix}{number}]"
 
 
-def reply_subject(subject: str, prefix: str, number: int) -> str:
-    """``Re: [HD#12] original subject``, without piling up Re:/tags.
+def tagged_subject(subject: str, prefix: str, number: int) -> str:
+    """``[HD#12] original subject``, without Re:/Fwd: prefixes or a second tag.
 
     A subject holding CR or LF is refused here, before whitespace folding
     could hide it (subjects from mail are already single lines).
@@ -70,7 +84,12 @@ def reply_subject(subject: str, prefix: str, number: int) -> str:
     marker = tag(prefix, number)
     core = _TAG_PREFIXES_RE.sub("", subject or "").replace(marker, "").strip()
     core = re.sub(r"\s{2,}", " ", core)
-    return f"Re: {marker} {core}".rstrip()
+    return f"{marker} {core}".rstrip()
+
+
+def reply_subject(subject: str, prefix: str, number: int) -> str:
+    """``Re: [HD#12] original subject``, without piling up Re:/tags."""
+    return f"Re: {tagged_subject(subject, prefix, number)}"
 
 
 def check_header(name: str, value: str) -> str:

@@ -10,15 +10,27 @@ from helpdesk.models.queue import Queue, QueueAddress
 from helpdesk.models.raw_mail import RawMail
 from helpdesk.models.sla import SlaCalendar, SlaHoliday, SlaPolicy, TicketSla
 from helpdesk.models.tag import Tag, ticket_tags
-from helpdesk.models.ticket import PRIORITIES, STATUSES, Counter, Ticket, TicketCC
+from helpdesk.models.ticket import (
+    ACTIVE_STATUSES,
+    DONE_STATUSES,
+    PRIORITIES,
+    STATUSES,
+    WAITING_STATUSES,
+    Counter,
+    Ticket,
+    TicketCC,
+)
 from helpdesk.models.user import ROLES, ApiToken, User, user_queues
 from helpdesk.models.websession import LoginFailure, TicketViewer, WebSession
 
 __all__ = [
+    "ACTIVE_STATUSES",
+    "DONE_STATUSES",
     "KINDS",
     "PRIORITIES",
     "ROLES",
     "STATUSES",
+    "WAITING_STATUSES",
     "ApiToken",
     "Attachment",
     "Base",

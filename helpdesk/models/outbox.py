@@ -1,6 +1,10 @@
 """The outbox: mail we will send, written in the transaction of the change that caused it.
 
-A row holds the fully rendered message, so the worker only delivers bytes.
+A row holds what the worker needs to build the message when it sends it
+(``spec``, see ``helpdesk.outbound.ticket_mail``), or, for rows queued by an
+older version, the finished bytes (``content``). ``header_message_id`` is the
+Message-ID the mail carries, so that a bounce or an auto-reply to it can be
+matched to the row (``feedback`` records what came back).
 """
 
 from __future__ import annotations
@@ -11,8 +15,6 @@ from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from helpdesk.models.base import Base
-
-OUTBOX_STATES = ("queued", "sending", "sent", "failed")
 
 
 class OutboxMail(Base):
@@ -32,7 +34,15 @@ class OutboxMail(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-    content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    # The Message-ID header of the mail (angle brackets kept).
+    header_message_id: Mapped[str] = mapped_column(
+        String(998), default="", server_default="", index=True
+    )
+    # How to build the mail at send time (JSON); None for rows holding finished bytes.
+    spec: Mapped[dict | None]
+    # What came back after delivery: a bounce or an auto-reply, one line each.
+    feedback: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     ticket: Mapped[Ticket | None] = relationship()  # noqa: F821
     message: Mapped[Message | None] = relationship()  # noqa: F821

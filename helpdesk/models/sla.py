@@ -104,3 +104,5 @@ class TicketSla(Base):
     computed_at: Mapped[datetime]
 
     policy: Mapped[SlaPolicy | None] = relationship(lazy="joined")
+    # Lets a new ticket get its clocks before it is flushed (no extra flush).
+    ticket: Mapped[Ticket] = relationship()  # noqa: F821

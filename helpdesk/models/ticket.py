@@ -12,6 +12,12 @@ from helpdesk.models.contact import Contact
 from helpdesk.models.queue import Queue
 
 STATUSES = ("new", "open", "pending", "resolved", "closed")
+# Tickets someone still has to work on: lists show these by default, SLA jobs look at them.
+ACTIVE_STATUSES = ("new", "open", "pending")
+# Active but waiting for the customer: SLA clocks pause.
+WAITING_STATUSES = ("pending",)
+# Done: a customer's answer reopens them (queue policy permitting).
+DONE_STATUSES = ("resolved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 

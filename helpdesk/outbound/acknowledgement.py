@@ -1,7 +1,10 @@
 """Acknowledgements: the automatic "we received your request" mail for a new ticket.
 
-Sent at most once per sender per window, never to automated mail, and only
-queued here (an outbox row in the caller's transaction).
+A subscriber of ``TicketCreated`` (wired by ``helpdesk.subscribers``): sent
+when the event asks for it (not for automated mail, not when an agent wrote
+in, not when an API caller said no), at most once per requester per window,
+and only queued here: an outbound message of the thread plus an outbox row
+in the caller's transaction. The worker builds the MIME message when it sends.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from helpdesk.mail.compose import Outgoing, render_for_queue, reply_subject, thread_references
-from helpdesk.mail.messageid import make_message_id
-from helpdesk.models import Contact, Message, OutboxMail, Ticket
+from helpdesk.models import Contact
+from helpdesk.outbound import ticket_mail
 from helpdesk.outbound.outbox import enqueue
 from helpdesk.settings import Settings
+from helpdesk.tickets.events import Event, TicketCreated
 
 
 def due(contact: Contact, *, window: timedelta, now: datetime) -> bool:
@@ -22,32 +25,23 @@ def due(contact: Contact, *, window: timedelta, now: datetime) -> bool:
     return last is None or now - last >= window
 
 
-def acknowledge(
-    session: Session, ticket: Ticket, inbound: Message, *, settings: Settings, now: datetime
-) -> OutboxMail | None:
-    contact = ticket.requester
-    if not due(contact, window=timedelta(minutes=settings.ack_window_minutes), now=now):
-        return None
-    context = {"ticket": ticket, "queue": ticket.queue, "requester": contact, "settings": settings}
-    slug = ticket.queue.slug
-    text = render_for_queue("acknowledgement.txt", slug, **context)
-    html = render_for_queue("acknowledgement.html", slug, **context)
-    out = Outgoing(
-        from_address=ticket.queue.email_address,
-        from_name=f"{settings.sender_name} ({ticket.queue.name})",
-        to=[contact.email],
-        subject=reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number),
-        message_id=make_message_id(settings.secret_key, ticket.number, settings.mail_domain),
-        text=text,
-        html=html,
-        in_reply_to=inbound.message_id,
-        references=thread_references(inbound.references_header, inbound.message_id),
-        reply_to=settings.reply_to,
-        automatic=True,
-        loop_marker=settings.mail_domain,
-    )
-    contact.last_acknowledged_at = now
-    _message, row = enqueue(
-        session, ticket, out, purpose="acknowledgement", now=now, flags=("acknowledgement",)
-    )
-    return row
+class Acknowledgements:
+    """Subscriber: acknowledge new tickets (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.window = timedelta(minutes=settings.ack_window_minutes)
+
+    def __call__(self, session: Session, event: Event) -> None:
+        if not isinstance(event, TicketCreated) or not event.acknowledge:
+            return
+        ticket, now = event.ticket, event.at
+        contact = ticket.requester
+        if not due(contact, window=self.window, now=now):
+            return
+        mail = ticket_mail.acknowledgement(ticket, event.message, settings=self.settings, now=now)
+        contact.last_acknowledged_at = now
+        enqueue(
+            session, ticket, mail, now=now, flags=("acknowledgement",),
+            bouncing=ticket_mail.bouncing([contact]),
+        )  # fmt: skip

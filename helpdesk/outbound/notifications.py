@@ -1,104 +1,155 @@
-"""Agent notifications by email: a new ticket in my queue, a ticket assigned to me,
-a customer reply on my ticket. Each user chooses which (``User.notify_*``).
+"""Agent notifications by email, as subscribers of the ticket lifecycle.
+
+``Notifications`` tells agents what happened on tickets, each as they chose
+(``User.notify_*``): a new ticket in my queue (``TicketCreated``), a ticket
+assigned to me (``TicketUpdated`` with an assignee), a customer's reply on my
+ticket (``MessageReceived``). Nobody hears of their own change, and nothing
+is sent for automated mail. ``EscalationMail`` sends SLA warnings
+(``SlaWarning``) to the assignee, or the queue's agents when nobody is
+assigned, and breaches (``SlaBreached``) to the managers as well, for clocks
+still running.
 
 Notifications are outbox rows of their ticket but not messages of its thread
 (the customer never sees them). They carry our signed Message-ID, so an
-agent's emailed answer to one threads back into the ticket as the agent's.
-A notification that cannot be composed is logged and skipped, never allowed
-to fail the change that caused it (such as a customer's reply arriving).
+agent's emailed answer to one threads back into the ticket as the agent's,
+and a bounce or auto-reply to one is matched to its row (see
+``helpdesk.intake.receive``). A notification that cannot be composed (a
+subject holding CR/LF after a direct database edit) is logged and skipped,
+never allowed to fail the change that caused it.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.mail.compose import HeaderInjection, Outgoing, build, render, reply_subject
-from helpdesk.mail.messageid import make_message_id
-from helpdesk.models import OutboxMail, Ticket, User, user_queues
+from helpdesk.mail.compose import HeaderInjection
+from helpdesk.models import Ticket, User
+from helpdesk.outbound import ticket_mail
 from helpdesk.outbound.outbox import queue_mail, suppressed
 from helpdesk.settings import Settings
+from helpdesk.tickets import queues
+from helpdesk.tickets.events import (
+    Event,
+    MessageReceived,
+    SlaBreached,
+    SlaWarning,
+    TicketCreated,
+    TicketUpdated,
+)
+from helpdesk.tickets.facts import facts_of
 
 log = logging.getLogger(__name__)
 
-EVENTS = {
+# kind -> (the user's setting, the title)
+KINDS = {
     "new_ticket": ("notify_new_ticket", "New ticket"),
     "assigned": ("notify_assigned", "Assigned to you"),
     "customer_reply": ("notify_customer_reply", "Customer replied"),
 }
+CLOCK_LABELS = {
+    "first_response": "First response",
+    "next_response": "Next response",
+    "resolution": "Resolution",
+}
 
 
-def recipients(session: Session, ticket: Ticket, event: str, *, actor_id: int | None) -> list[User]:
-    """Who wants this event: queue members for new tickets, the assignee otherwise."""
-    attribute, _title = EVENTS[event]
-    if event == "new_ticket":
-        stmt = (
-            select(User)
-            .join(user_queues, user_queues.c.user_id == User.id)
-            .where(user_queues.c.queue_id == ticket.queue_id, User.active)
-            .order_by(User.id)
-        )
-        # No autoflush: intake's pending rows cannot change who is in a queue,
-        # and flushing them here cost about a tenth of intake's time (bench/intake.py).
-        with session.no_autoflush:
-            candidates = list(session.scalars(stmt))
+def queue_id(ticket: Ticket) -> int:
+    """The ticket's queue id, also for a ticket not flushed yet."""
+    return ticket.queue_id if ticket.queue_id is not None else ticket.queue.id
+
+
+def reachable(session: Session, users: list[User]) -> list[User]:
+    """The users whose address does not bounce."""
+    facts = facts_of(session)
+    if facts is not None:
+        skip = facts.bouncing
     else:
-        candidates = [ticket.assignee] if ticket.assignee is not None else []
-    return [
-        user
-        for user in candidates
-        if user.active and getattr(user, attribute) and user.id != actor_id
-    ]
+        with session.no_autoflush:
+            skip = suppressed(session, [user.email for user in users])
+    return [user for user in users if user.email not in skip]
 
 
-def notify(
-    session: Session,
-    ticket: Ticket,
-    event: str,
-    *,
-    settings: Settings,
-    now: datetime,
-    actor_id: int | None = None,
-    excerpt: str = "",
-) -> list[OutboxMail]:
-    """Queue one notification per interested agent."""
-    _attribute, title = EVENTS[event]
-    users = recipients(session, ticket, event, actor_id=actor_id)
-    skip = suppressed(session, [user.email for user in users])
-    rows = []
-    for user in users:
-        if user.email in skip:
-            continue
-        try:
-            out = Outgoing(
-                from_address=ticket.queue.email_address,
-                from_name=f"{settings.sender_name} ({ticket.queue.name})",
-                to=[user.email],
-                subject=f"{title}: "
-                + reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number)[4:],
-                message_id=make_message_id(
-                    settings.secret_key, ticket.number, settings.mail_domain
-                ),
-                text=render(
-                    "email/notification.txt",
-                    ticket=ticket,
-                    user=user,
-                    title=title,
-                    excerpt=excerpt[:2000],
-                    settings=settings,
-                ),
-                automatic=True,
-                loop_marker=settings.mail_domain,
-                date=now,
-            )
-            mime = build(out)
-        except HeaderInjection as exc:
-            # Only a direct database edit puts CR/LF into a ticket subject.
-            log.warning("ticket %s: %s notification skipped (%s)", ticket.number, event, exc)
-            continue
-        row = queue_mail(session, ticket, mime, out, purpose=f"notification:{event}", now=now)
-        rows.append(row)
-    return rows
+class Notifications:
+    """Subscriber: new ticket, assigned, customer replied (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self, session: Session, event: Event) -> None:
+        ticket = event.ticket
+        if isinstance(event, TicketCreated) and not event.automated:
+            excerpt = event.message.text_body if event.message else ""
+            candidates = queues.members(session, queue_id(ticket))
+            self._send(session, event, "new_ticket", candidates, excerpt)
+        elif isinstance(event, TicketUpdated) and "assignee" in event.changes:
+            if ticket.assignee is not None:
+                self._send(session, event, "assigned", [ticket.assignee], "")
+        elif isinstance(event, MessageReceived) and not (event.automated or event.from_agent):
+            people = [ticket.assignee] if ticket.assignee is not None else []
+            self._send(session, event, "customer_reply", people, event.message.text_body)
+
+    def _send(
+        self, session: Session, event: Event, kind: str, candidates: list[User], excerpt: str
+    ) -> None:
+        attribute, title = KINDS[kind]
+        actor_id = event.actor.user_id
+        users = [
+            user
+            for user in candidates
+            if user.active and getattr(user, attribute) and user.id != actor_id
+        ]
+        what = f"{kind} notification"
+        for user in reachable(session, users) if users else []:
+            _queue(session, event.ticket, what, lambda user=user: ticket_mail.notification(
+                event.ticket, user, purpose=f"notification:{kind}", title=title,
+                excerpt=excerpt, settings=self.settings, now=event.at,
+            ))  # fmt: skip
+
+
+class EscalationMail:
+    """Subscriber: SLA warnings and breaches to people (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self, session: Session, event: Event) -> None:
+        if not isinstance(event, SlaWarning | SlaBreached) or not event.running:
+            return
+        breach = isinstance(event, SlaBreached)
+        level = "breach" if breach else "warning"
+        label = CLOCK_LABELS[event.clock]
+        title = f"SLA {'breached' if breach else 'due soon'}: {label}"
+        ticket = event.ticket
+        target, elapsed = event.target_minutes, event.elapsed_minutes
+        for user in reachable(session, escalation_recipients(session, ticket, breach=breach)):
+            _queue(session, ticket, f"{level} escalation", lambda user=user: (
+                ticket_mail.escalation(
+                    ticket, user, level=level, title=title, label=label, target=target,
+                    elapsed=elapsed, due=event.due, settings=self.settings, now=event.at,
+                )
+            ))  # fmt: skip
+        log.info("ticket %s: %s %s", ticket.number, label.lower(), level)
+
+
+def escalation_recipients(session: Session, ticket: Ticket, *, breach: bool) -> list[User]:
+    """The assignee, or the queue's agents if nobody is assigned; and managers for a breach."""
+    if ticket.assignee is not None and ticket.assignee.active:
+        people = [ticket.assignee]
+    else:
+        people = queues.members(session, queue_id(ticket))
+    if breach:
+        people += queues.managers(session)
+    unique = {user.id: user for user in people}
+    return sorted(unique.values(), key=lambda u: u.email)
+
+
+def _queue(session: Session, ticket: Ticket, what: str, make) -> None:  # type: ignore[no-untyped-def]
+    try:
+        mail = make()
+    except HeaderInjection as exc:
+        # Only a direct database edit puts CR/LF into a ticket subject.
+        log.warning("ticket %s: %s skipped (%s)", ticket.number, what, exc)
+        return
+    queue_mail(session, ticket, mail, now=mail.date)

@@ -1,19 +1,23 @@
-"""The outbox service: turning an outgoing mail into an outbound message of its
-ticket plus an outbox row, in the caller's transaction. Delivery is the worker's.
+"""The outbox service: queueing a mail about a ticket (an outbound message of its
+thread plus an outbox row, or the row alone for mail to agents) in the
+caller's transaction, and the delivery bookkeeping the worker uses.
+
+Rows hold a ``TicketMail`` (``helpdesk.outbound.ticket_mail``), built into
+bytes by the worker when it sends; delivery outcomes of thread messages are
+events of the ticket lifecycle (``MessageSent``, ``MessageFailed``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session, selectinload, undefer
 
-from helpdesk.mail.compose import Outgoing, build
 from helpdesk.models import Attachment, Contact, Message, OutboxMail, Ticket
+from helpdesk.outbound.ticket_mail import TicketMail
+from helpdesk.tickets import lifecycle
 
 
 def suppressed(session: Session, addresses: list[str]) -> set[str]:
@@ -31,41 +35,46 @@ def suppressed(session: Session, addresses: list[str]) -> set[str]:
 def enqueue(
     session: Session,
     ticket: Ticket,
-    out: Outgoing,
+    mail: TicketMail,
     *,
-    purpose: str,
     now: datetime,
     author_id: int | None = None,
     flags: tuple[str, ...] = (),
+    bouncing: set[str] | None = None,
 ) -> tuple[Message, OutboxMail | None]:
-    """Record the mail on the ticket and queue it (no row if every recipient is suppressed)."""
-    skip = suppressed(session, [*out.to, *out.cc])
-    out.to = [a for a in out.to if a not in skip]
-    out.cc = [a for a in out.cc if a not in skip]
-    message_flags = sorted({*flags, *(["suppressed"] if skip else [])})
-    out.date = out.date or now
-    mime = build(out)
+    """Record the mail on the ticket and queue it (no row if every recipient is suppressed).
+
+    ``bouncing``: the suppressed addresses among the recipients when the
+    caller knows them (from the Contact rows it holds); otherwise they are
+    looked up.
+    """
+    recipients = [*mail.to, *mail.cc]
+    skip = suppressed(session, recipients) if bouncing is None else bouncing
+    skipped = sorted({a for a in recipients if a in skip})
+    mail.to = [a for a in mail.to if a not in skip]
+    mail.cc = [a for a in mail.cc if a not in skip]
+    message_flags = sorted({*flags, *(["suppressed"] if skipped else [])})
     message = Message(
         ticket=ticket,
         kind="outbound",
-        message_id=out.message_id,
-        in_reply_to=out.in_reply_to,
-        references_header=" ".join(out.references),
-        from_address=out.from_address,
-        from_name=out.from_name,
-        to_addresses=out.to,
-        cc_addresses=out.cc,
-        reply_to=out.reply_to,
-        subject=out.subject,
+        message_id=mail.message_id,
+        in_reply_to=mail.in_reply_to,
+        references_header=" ".join(mail.references),
+        from_address=mail.from_address,
+        from_name=mail.from_name,
+        to_addresses=mail.to,
+        cc_addresses=mail.cc,
+        reply_to=mail.reply_to,
+        subject=mail.subject,
         sent_at=now,
-        text_body=out.text,
-        html_body=out.html,
-        flags=message_flags + [f"skipped:{a}" for a in sorted(skip)],
+        text_body=mail.text,
+        html_body=mail.html,
+        flags=message_flags + [f"skipped:{a}" for a in skipped],
         author_id=author_id,
         created_at=now,
     )
-    # Kept on the message too, so the thread shows what was sent.
-    for filename, content_type, data in out.attachments:
+    # Kept on the message: the thread shows what was sent, the worker sends it from there.
+    for filename, content_type, data in mail.attachments:
         message.attachments.append(
             Attachment(
                 filename=filename,
@@ -76,20 +85,16 @@ def enqueue(
             )
         )
     session.add(message)
-    if not out.to and not out.cc:
+    if not mail.to and not mail.cc:
         return message, None
-    return message, queue_mail(
-        session, ticket, mime, out, purpose=purpose, now=now, message=message
-    )
+    return message, queue_mail(session, ticket, mail, now=now, message=message)
 
 
 def queue_mail(
     session: Session,
     ticket: Ticket | None,
-    mime: EmailMessage,
-    out: Outgoing,
+    mail: TicketMail,
     *,
-    purpose: str,
     now: datetime,
     message: Message | None = None,
 ) -> OutboxMail:
@@ -97,15 +102,15 @@ def queue_mail(
     row = OutboxMail(
         ticket=ticket,
         message=message,
-        purpose=purpose,
-        mail_from=out.from_address,
-        rcpt_tos=[*out.to, *out.cc],
+        purpose=mail.purpose,
+        mail_from=mail.from_address,
+        rcpt_tos=[*mail.to, *mail.cc],
         state="queued",
         attempts=0,
         next_attempt_at=now,
         created_at=now,
-        # CRLF line endings: the bytes go to SMTP as they are (and DKIM signs them).
-        content=mime.as_bytes(policy=SMTP),
+        header_message_id=mail.message_id,
+        spec=mail.to_json(),
     )
     session.add(row)
     return row
@@ -143,8 +148,13 @@ def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[Outbo
         .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        # The worker sends the content: load it here, not with one SELECT per row.
-        .options(undefer(OutboxMail.content))
+        # The worker builds and sends the mail: load all it needs here, not row by row.
+        .options(
+            undefer(OutboxMail.content),
+            selectinload(OutboxMail.message)
+            .selectinload(Message.attachments)
+            .undefer(Attachment.data),
+        )
     )
     rows = list(session.scalars(stmt))
     for row in rows:
@@ -158,6 +168,7 @@ def record_sent(session: Session, row: OutboxMail, *, now: datetime, note: str =
     row.state = "sent"
     row.sent_at = now
     row.last_error = note
+    lifecycle.message_sent(session, row, now=now)
 
 
 def record_failure(
@@ -173,6 +184,7 @@ def record_failure(
     row.last_error = error[:2000]
     if permanent or row.attempts >= MAX_ATTEMPTS:
         row.state = "failed"
+        lifecycle.message_failed(session, row, row.last_error, now=now)
     else:
         row.state = "queued"
         row.next_attempt_at = now + backoff(row.attempts)

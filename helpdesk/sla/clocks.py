@@ -23,10 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from helpdesk.models.ticket import ACTIVE_STATUSES, DONE_STATUSES, WAITING_STATUSES
 from helpdesk.sla.calendar import Calendar, Progress, business_minutes, progress
 
-ACTIVE = ("new", "open")
-DONE = ("resolved", "closed")
+# Clocks run while a ticket is active and not waiting on the customer.
+ACTIVE = tuple(s for s in ACTIVE_STATUSES if s not in WAITING_STATUSES)
+DONE = DONE_STATUSES
 CLOCKS = ("first_response", "next_response", "resolution")
 
 

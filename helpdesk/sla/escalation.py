@@ -1,10 +1,12 @@
-"""Escalation: the worker's periodic job that finds clocks coming due or breached,
-tells people through the outbox and writes the event into the ticket's history.
+"""Escalation: the worker's periodic job that finds clocks coming due or breached
+and records each warning and breach through the ticket lifecycle
+(``lifecycle.record_sla``: a history row and an ``SlaWarning`` /
+``SlaBreached`` event). Telling people is a subscriber's work
+(``helpdesk.outbound.notifications.EscalationMail``).
 
-A warning goes to the assignee (or, if none, the queue's agents); a breach
-also goes to the managers. Each warning and breach is sent once per clock
-(once per cycle for next response). A ticket whose subject cannot go into a
-mail header (CR/LF) is escalated in its history only, and logged.
+Each warning and breach is recorded once per clock (once per cycle for next
+response), however often the job runs. A breach of a clock that had already
+stopped is recorded with ``running=False`` (nobody to chase).
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.mail.compose import HeaderInjection, Outgoing, build, render, reply_subject
-from helpdesk.mail.messageid import make_message_id
-from helpdesk.models import Ticket, TicketEvent, TicketSla, User, user_queues
-from helpdesk.outbound.outbox import queue_mail, suppressed
-from helpdesk.settings import Settings
+from helpdesk.models import Ticket, TicketSla
 from helpdesk.sla.clocks import ClockState, SlaResult
 from helpdesk.sla.service import escalation_key, next_check, refresh_with_result
+from helpdesk.tickets import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ LABELS = {
 }
 
 
-def escalate(session: Session, *, settings: Settings, now: datetime, limit: int = 200) -> int:
+def escalate(session: Session, *, now: datetime, limit: int = 200) -> int:
     """Handle tickets whose next SLA check is due; returns how many were looked at."""
     stmt = (
         select(TicketSla)
@@ -49,7 +48,7 @@ def escalate(session: Session, *, settings: Settings, now: datetime, limit: int 
             continue
         row, result = refresh_with_result(session, ticket, now=now)
         for name, clock in result.clocks.items():
-            _check(session, ticket, row, result, name, clock, settings=settings, now=now)
+            _check(session, ticket, row, result, name, clock, now=now)
         row.next_check_at = next_check(result, now)  # made: on to the next threshold
     return len(rows)
 
@@ -62,17 +61,14 @@ def _check(
     name: str,
     clock: ClockState,
     *,
-    settings: Settings,
     now: datetime,
 ) -> None:
     if not clock.running:
         # Breached, then stopped before this job ran: history only, nobody to chase.
-        key = escalation_key(name, "breach", result)
-        if clock.breached_at is not None and key not in (row.escalations or []):
-            row.escalations = [*(row.escalations or []), key]
-            _event(session, ticket, "breach", name, clock, now)
-        return
-    if clock.breached_at is not None:
+        if clock.breached_at is None:
+            return
+        level = "breach"
+    elif clock.breached_at is not None:
         level = "breach"
     elif clock.warn_at is not None and clock.warn_at <= now:
         level = "warning"
@@ -82,84 +78,8 @@ def _check(
     if key in (row.escalations or []):
         return
     row.escalations = [*(row.escalations or []), key]
-    _event(session, ticket, level, name, clock, now)
-    recipients = _recipients(session, ticket, breach=level == "breach")
-    _notify(session, ticket, recipients, name, level, clock, settings=settings, now=now)
-    log.info("ticket %s: %s %s", ticket.number, LABELS[name].lower(), level)
-
-
-def _event(
-    session: Session, ticket: Ticket, level: str, name: str, clock: ClockState, now: datetime
-) -> None:
-    session.add(
-        TicketEvent(
-            ticket_id=ticket.id,
-            actor_id=None,
-            kind=f"sla_{level}",
-            old_value=LABELS[name],
-            new_value=(clock.due.isoformat() if clock.due else ""),
-            created_at=now,
-        )
-    )
-
-
-def _recipients(session: Session, ticket: Ticket, *, breach: bool) -> list[User]:
-    if ticket.assignee is not None and ticket.assignee.active:
-        people = [ticket.assignee]
-    else:
-        stmt = (
-            select(User)
-            .join(user_queues, user_queues.c.user_id == User.id)
-            .where(user_queues.c.queue_id == ticket.queue_id, User.active)
-        )
-        people = list(session.scalars(stmt))
-    if breach:
-        people += list(session.scalars(select(User).where(User.role == "manager", User.active)))
-    unique = {user.id: user for user in people}
-    return sorted(unique.values(), key=lambda u: u.email)
-
-
-def _notify(
-    session: Session,
-    ticket: Ticket,
-    recipients: list[User],
-    name: str,
-    level: str,
-    clock: ClockState,
-    *,
-    settings: Settings,
-    now: datetime,
-) -> None:
-    skip = suppressed(session, [user.email for user in recipients])
-    title = f"SLA {'breached' if level == 'breach' else 'due soon'}: {LABELS[name]}"
-    try:
-        tag = reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number)[4:]
-    except HeaderInjection as exc:
-        # Only a direct database edit puts CR/LF into a ticket subject; the job goes on.
-        log.warning("ticket %s: %s escalation skipped (%s)", ticket.number, level, exc)
-        return
-    subject = f"{title}: {tag}"
-    for user in recipients:
-        if user.email in skip:
-            continue
-        out = Outgoing(
-            from_address=ticket.queue.email_address,
-            from_name=f"{settings.sender_name} ({ticket.queue.name})",
-            to=[user.email],
-            subject=subject,
-            message_id=make_message_id(settings.secret_key, ticket.number, settings.mail_domain),
-            text=render(
-                "email/sla_escalation.txt",
-                ticket=ticket,
-                user=user,
-                title=title,
-                clock=clock,
-                label=LABELS[name],
-                level=level,
-                settings=settings,
-            ),
-            automatic=True,
-            loop_marker=settings.mail_domain,
-            date=now,
-        )
-        queue_mail(session, ticket, build(out), out, purpose=f"escalation:{level}", now=now)
+    lifecycle.record_sla(
+        session, ticket, clock=name, label=LABELS[name], level=level, due=clock.due,
+        target_minutes=clock.target, elapsed_minutes=clock.elapsed, running=clock.running,
+        now=now,
+    )  # fmt: skip

@@ -1,9 +1,14 @@
 """SLA service: seeding the default calendar and policy, choosing a ticket's
 policy, reading its timeline from the database and storing its clocks.
 
-``refresh(session, ticket, now)`` is called by every service that changes
-something a clock depends on (mail intake, replies, status, priority and
-queue changes) and by the escalation job; the caller commits.
+``SlaRefresh`` is the subscriber that keeps every ticket's clocks current: the
+lifecycle's events for anything a clock depends on (a new ticket, a message,
+a reply, a change of status, priority or queue, a merge) refresh the ticket
+once per lifecycle call. A new ticket's clocks are computed from the event
+alone (its timeline is its first message), with the policies and calendars
+of preloaded facts when the caller has them (``helpdesk.tickets.facts``): no
+query, no flush. ``refresh(session, ticket, now)`` recomputes from the
+database; the escalation job calls it too. The caller commits.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from helpdesk.mail.classify import is_automated
 from helpdesk.models import Message, SlaCalendar, SlaPolicy, Ticket, TicketEvent, TicketSla
 from helpdesk.sla.calendar import Calendar
 from helpdesk.sla.clocks import Event, SlaResult, Targets, compute
+from helpdesk.tickets import events
+from helpdesk.tickets.facts import facts_of
 
 DEFAULT_CALENDAR = "Office hours"
 DEFAULT_POLICY = "Default"
@@ -71,10 +78,18 @@ def targets_of(policy: SlaPolicy) -> Targets:
 
 def policy_for(session: Session, ticket: Ticket) -> SlaPolicy | None:
     """The first policy (by position) whose queue and priority match; None if none does."""
+    # A ticket not flushed yet has its queue but no queue_id.
+    queue_id = ticket.queue_id if ticket.queue_id is not None else ticket.queue.id
+    facts = facts_of(session)
+    if facts is not None:
+        for policy in facts.policies:
+            if policy.queue_id in (None, queue_id) and policy.priority in (None, ticket.priority):
+                return policy
+        return None
     stmt = (
         select(SlaPolicy)
         .where(
-            or_(SlaPolicy.queue_id.is_(None), SlaPolicy.queue_id == ticket.queue_id),
+            or_(SlaPolicy.queue_id.is_(None), SlaPolicy.queue_id == queue_id),
             or_(SlaPolicy.priority.is_(None), SlaPolicy.priority == ticket.priority),
         )
         .order_by(SlaPolicy.position, SlaPolicy.id)
@@ -120,10 +135,22 @@ def evaluate(
     if policy is None:
         return None, SlaResult()
     result = compute(
-        targets_of(policy), to_calendar(policy.calendar), ticket.created_at,
+        targets_of(policy), calendar_of(session, policy), ticket.created_at,
         timeline(session, ticket), now=now,
     )  # fmt: skip
     return policy, result
+
+
+def calendar_of(session: Session, policy: SlaPolicy) -> Calendar:
+    """The policy's business calendar (made once per batch when facts are preloaded)."""
+    facts = facts_of(session)
+    if facts is None:
+        return to_calendar(policy.calendar)
+    key = ("calendar", policy.calendar_id)
+    calendar = facts.derived.get(key)
+    if calendar is None:
+        calendar = facts.derived[key] = to_calendar(policy.calendar)
+    return calendar  # type: ignore[return-value]
 
 
 def refresh(session: Session, ticket: Ticket, *, now: datetime) -> TicketSla:
@@ -141,6 +168,30 @@ def refresh_with_result(
     if row is None:
         row = TicketSla(ticket_id=ticket.id, escalations=[], paused_minutes=0.0, computed_at=now)
         session.add(row)
+    _store(row, policy, result, now)
+    return row, result
+
+
+def refresh_new(
+    session: Session, ticket: Ticket, first: Message | None, *, customer: bool, now: datetime
+) -> TicketSla:
+    """The clocks of a ticket just opened (not flushed yet): its timeline is its first
+    message, if a customer wrote it; nothing is read from the database but the
+    policy (not even that with preloaded facts)."""
+    policy = policy_for(session, ticket)
+    result = SlaResult()
+    if policy is not None:
+        line = [Event(first.created_at, "customer")] if first is not None and customer else []
+        result = compute(
+            targets_of(policy), calendar_of(session, policy), ticket.created_at, line, now=now
+        )
+    row = TicketSla(ticket=ticket, escalations=[], paused_minutes=0.0, computed_at=now)
+    session.add(row)
+    _store(row, policy, result, now)
+    return row
+
+
+def _store(row: TicketSla, policy: SlaPolicy | None, result: SlaResult, now: datetime) -> None:
     first = result.clocks.get("first_response")
     nxt = result.clocks.get("next_response")
     resolution = result.clocks.get("resolution")
@@ -175,7 +226,6 @@ def refresh_with_result(
     ):
         row.next_check_at = now  # a breach the escalation job has not recorded yet
     row.computed_at = now
-    return row, result
 
 
 def escalation_key(name: str, level: str, result: SlaResult) -> str:
@@ -193,3 +243,45 @@ def next_check(result: SlaResult, now: datetime) -> datetime | None:
             continue
         upcoming += [t for t in (clock.warn_at, clock.due) if t is not None and t > now]
     return min(upcoming, default=None)
+
+
+# Events after which a ticket's clocks may have changed.
+_CLOCK_EVENTS = (
+    events.TicketCreated,
+    events.MessageReceived,
+    events.ReplyQueued,
+    events.TicketUpdated,
+    events.TicketMerged,
+)
+_REFRESHED = "helpdesk.sla_refreshed"
+
+
+class SlaRefresh:
+    """Subscriber: recompute the clocks of the tickets an event touched, once per
+    lifecycle call (its events share ``cause.operation``)."""
+
+    event_types = _CLOCK_EVENTS
+
+    def __call__(self, session: Session, event: events.Event) -> None:
+        if isinstance(event, events.TicketUpdated) and not (
+            {"status", "priority", "queue"} & event.changes.keys()
+        ):
+            return
+        done = session.info.get(_REFRESHED)
+        if done is None or done[0] != event.cause.operation:
+            done = session.info[_REFRESHED] = (event.cause.operation, set())
+        tickets = [event.ticket]
+        if isinstance(event, events.TicketMerged):
+            tickets.append(event.into)
+        for ticket in tickets:
+            if id(ticket) in done[1]:
+                continue
+            done[1].add(id(ticket))
+            created = isinstance(event, events.TicketCreated)
+            first = event.message if isinstance(event, events.TicketCreated) else None
+            if created and (first is None or first.author_id is None):
+                # An agent's own mail may count as a reply: that takes the full timeline.
+                customer = first is not None and not event.automated
+                refresh_new(session, ticket, first, customer=customer, now=event.at)
+            else:
+                refresh(session, ticket, now=event.at)

@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from helpdesk.models import PRIORITIES, Queue, SlaCalendar, SlaHoliday, SlaPolicy, Ticket, TicketSla
+from helpdesk.models import (
+    ACTIVE_STATUSES,
+    PRIORITIES,
+    Queue,
+    SlaCalendar,
+    SlaHoliday,
+    SlaPolicy,
+    Ticket,
+    TicketSla,
+)
 from helpdesk.sla.calendar import DAY_MINUTES, Calendar
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -181,7 +190,7 @@ def delete_policy(session: Session, policy: SlaPolicy, *, now: datetime) -> None
 
 def mark_for_reevaluation(session: Session, *, now: datetime) -> int:
     """Open tickets get their clocks recomputed by the next escalation run."""
-    active = select(Ticket.id).where(Ticket.status.in_(("new", "open", "pending")))
+    active = select(Ticket.id).where(Ticket.status.in_(ACTIVE_STATUSES))
     result = session.execute(
         update(TicketSla).where(TicketSla.ticket_id.in_(active)).values(next_check_at=now)
     )

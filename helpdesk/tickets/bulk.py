@@ -4,14 +4,14 @@ each ticket fetched through the acting user's rights."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.accounts.users import by_email
 from helpdesk.models import Queue, Ticket, User, user_queues
-from helpdesk.settings import Settings
-from helpdesk.tickets import triage
+from helpdesk.tickets import lifecycle
 from helpdesk.tickets.listing import visible_queue_ids
 
 ACTIONS = ("assign", "move", "status", "close")
@@ -39,16 +39,21 @@ def apply(
     *,
     action: str,
     value: str,
-    settings: Settings,
     now: datetime,
 ) -> int:
-    """Apply the action to every ticket the actor can see; returns how many changed."""
+    """Apply the action to every ticket the actor can see; returns how many there were.
+
+    Raises ``BulkError`` when the action or a ticket refuses it; the changes
+    made to earlier tickets are then in the session, and the caller, who owns
+    the transaction, must not commit it.
+    """
     if action not in ACTIONS:
         raise BulkError("choose an action")
     if not numbers:
         raise BulkError("select at least one ticket")
     if len(numbers) > MAX_TICKETS:
         raise BulkError(f"at most {MAX_TICKETS} tickets at once")
+    change = _change(session, action, value)
     tickets = list(
         session.scalars(
             select(Ticket).where(
@@ -56,35 +61,28 @@ def apply(
             )
         )
     )
-    try:
-        for ticket in tickets:
-            _one(session, actor, ticket, action, value, settings, now)
-    except triage.TriageError as exc:
-        session.rollback()
-        raise BulkError(f"ticket {ticket.number}: {exc}") from exc
+    for ticket in tickets:
+        try:
+            lifecycle.update(session, ticket, actor=actor, now=now, **change)
+        except lifecycle.TicketError as exc:
+            raise BulkError(f"ticket {ticket.number}: {exc}") from exc
     return len(tickets)
 
 
-def _one(
-    session: Session,
-    actor: User,
-    ticket: Ticket,
-    action: str,
-    value: str,
-    settings: Settings,
-    now: datetime,
-) -> None:
+def _change(session: Session, action: str, value: str) -> dict[str, Any]:
+    """The fields to set, as ``lifecycle.update`` takes them."""
     if action == "status":
-        triage.set_status(session, ticket, value, actor=actor, now=now)
-    elif action == "close":
-        triage.set_status(session, ticket, "closed", actor=actor, now=now)
-    elif action == "assign":
-        assignee = None if value in ("", "none") else by_email(session, value)
-        if value not in ("", "none") and assignee is None:
-            raise triage.TriageError("no such user")
-        triage.assign(session, ticket, assignee, actor=actor, settings=settings, now=now)
-    elif action == "move":
-        queue = session.scalars(select(Queue).where(Queue.slug == value)).one_or_none()
-        if queue is None:
-            raise triage.TriageError("no such queue")
-        triage.move(session, ticket, queue, actor=actor, now=now)
+        return {"status": value}
+    if action == "close":
+        return {"status": "closed"}
+    if action == "assign":
+        if value in ("", "none"):
+            return {"assignee": None}
+        assignee = by_email(session, value)
+        if assignee is None:
+            raise BulkError("no such user")
+        return {"assignee": assignee}
+    queue = session.scalars(select(Queue).where(Queue.slug == value)).one_or_none()
+    if queue is None:
+        raise BulkError("no such queue")
+    return {"queue": queue}

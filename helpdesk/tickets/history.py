@@ -1,35 +1,24 @@
-"""The audit history of tickets: one ``TicketEvent`` per change (who, when, what).
+"""Reading a ticket's audit history (one ``TicketEvent`` per change: who, when, what).
 
-SLA clocks read status changes from here, so every status change, by an agent
-or by incoming mail, is recorded through ``record``.
+Only the lifecycle writes history (``helpdesk.tickets.operation``); SLA
+clocks read status changes from it. This module reads it for people.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.models import Ticket, TicketEvent, User
+from helpdesk.models import Ticket, TicketEvent
+from helpdesk.tickets.actors import describe
 
 
-def record(
-    session: Session,
-    ticket: Ticket,
-    kind: str,
-    *,
-    actor: User | None,
-    old: object = "",
-    new: object = "",
-    now: datetime,
-) -> TicketEvent:
-    event = TicketEvent(
-        ticket_id=ticket.id,
-        actor_id=actor.id if actor else None,
-        kind=kind,
-        old_value=str(old if old is not None else "")[:400],
-        new_value=str(new if new is not None else "")[:400],
-        created_at=now,
-    )
-    session.add(event)
-    return event
+def of(session: Session, ticket: Ticket) -> list[TicketEvent]:
+    """The ticket's history, oldest first."""
+    stmt = select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id)
+    return list(session.scalars(stmt))
+
+
+def actor_text(row: TicketEvent) -> str:
+    """Who made the change, for the ticket page: "by anna@…", "by rule Invoices", ..."""
+    return describe(row.actor_kind, row.actor_label, row.actor.email if row.actor else None)

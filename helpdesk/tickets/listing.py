@@ -15,6 +15,7 @@ from sqlalchemy import Select, case, false, func, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from helpdesk.models import (
+    ACTIVE_STATUSES,
     PRIORITIES,
     STATUSES,
     Contact,
@@ -30,7 +31,6 @@ from helpdesk.tickets import search
 
 PER_PAGE = 50
 MAX_ID = 2**31 - 1  # the largest INTEGER on PostgreSQL: ticket numbers, row ids, pages
-ACTIVE_STATUSES = ("new", "open", "pending")
 VIEWS = ("queue", "mine", "unassigned", "all")
 SORTS = {
     "updated": Ticket.updated_at,
@@ -45,6 +45,10 @@ SLA_STATES = ("running", "due_soon", "breached", "paused", "met", "none")
 
 class ListingError(ValueError):
     """A filter value is not valid; the message is safe to show."""
+
+
+class NoSuchQueue(ListingError):
+    """The queue asked for does not exist or is not the user's (a 404, not a bad filter)."""
 
 
 def parse_id(text: str | None) -> int | None:
@@ -118,7 +122,7 @@ def _filtered(session: Session, user: User, f: TicketFilter) -> Select:
     if f.queue:
         queue_id = session.scalar(select(Queue.id).where(Queue.slug == f.queue))
         if queue_id is None or queue_id not in queue_ids:
-            raise ListingError("no such queue")
+            raise NoSuchQueue("no such queue")
         stmt = stmt.where(Ticket.queue_id == queue_id)
     if f.status and f.status != "any":
         if f.status == "active":

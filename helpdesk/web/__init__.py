@@ -13,6 +13,8 @@ from werkzeug.routing import IntegerConverter
 from helpdesk import keys
 from helpdesk.db import make_engine, resource_dir, session_factory
 from helpdesk.settings import Settings
+from helpdesk.subscribers import standard
+from helpdesk.tickets.dispatch import Dispatcher, attach
 from helpdesk.tickets.listing import MAX_ID
 from helpdesk.web import errors
 from helpdesk.web.proxy import TrustedProxies
@@ -27,7 +29,10 @@ class IdConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, engine: Any = None, dispatcher: Dispatcher | None = None
+) -> Flask:
+    """The app; its sessions carry ``dispatcher`` (default: the standard subscribers)."""
     settings = (settings or Settings.load()).with_secret_key()
     templates = resource_dir("templates")
     app = Flask(
@@ -58,7 +63,7 @@ def create_app(settings: Settings | None = None, engine: Any = None) -> Flask:
     app.extensions["helpdesk"] = {
         "settings": settings,
         "engine": engine,
-        "sessions": session_factory(engine),
+        "sessions": attach(session_factory(engine), dispatcher or standard(settings)),
     }
 
     from helpdesk.web import admin, api, db, login, reports, security, sla_admin, tickets, views

@@ -22,7 +22,7 @@ from helpdesk.accounts import signin, users
 from helpdesk.clock import utcnow
 from helpdesk.models import ROLES, CannedResponse, Queue, User
 from helpdesk.tickets import canned, queues
-from helpdesk.web.db import commit, get_session
+from helpdesk.web.db import commit, fresh_session, get_session
 from helpdesk.web.login import role_required, user
 from helpdesk.web.security import require_valid
 
@@ -83,7 +83,7 @@ def users_page():  # type: ignore[no-untyped-def]
                 keep_session=current_user.session_id,  # a change ends all other sessions
             )  # fmt: skip
         except users.UserError as exc:
-            session.rollback()
+            session = fresh_session()
             flash(str(exc), "error")
         else:
             commit()
@@ -150,7 +150,7 @@ def queue_page(slug: str):  # type: ignore[no-untyped-def]
                 extra_addresses=(form.extra_addresses.data or "").splitlines(),
             )  # fmt: skip
         except queues.QueueError as exc:
-            session.rollback()
+            queue = queues.by_slug(fresh_session(), slug)
             flash(str(exc), "error")
         else:
             commit()

@@ -23,6 +23,14 @@ def commit() -> None:
     get_session().commit()
 
 
+def fresh_session() -> Session:
+    """Drop this request's session, with any change a failed service call left in
+    it, and open a new one: a view that must show the page again after a
+    failure renders it from what is committed, never from expired objects."""
+    close_session()
+    return get_session()
+
+
 def close_session(_exc: BaseException | None = None) -> None:
     session = g.pop("db", None)
     if session is not None:

@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from helpdesk.clock import utcnow
 from helpdesk.models import PRIORITIES, Queue, SlaCalendar, SlaPolicy
 from helpdesk.sla import holidays, setup
-from helpdesk.web.db import commit, get_session
+from helpdesk.web.db import commit, fresh_session, get_session
 from helpdesk.web.login import role_required
 from helpdesk.web.security import require_valid
 
@@ -102,7 +102,8 @@ def calendar_page(calendar_id: int | None):  # type: ignore[no-untyped-def]
                 now=utcnow(),
             )  # fmt: skip
         except setup.SetupError as exc:
-            session.rollback()
+            fresh_session()
+            calendar = _calendar(calendar_id)
             flash(str(exc), "error")
         else:
             commit()
@@ -178,7 +179,7 @@ def policy_page(policy_id: int | None):  # type: ignore[no-untyped-def]
                 warn_percent=form.warn_percent.data or 80, now=utcnow(),
             )  # fmt: skip
         except setup.SetupError as exc:
-            session.rollback()
+            policy = fresh_session().get(SlaPolicy, policy_id) if policy_id is not None else None
             flash(str(exc), "error")
         else:
             commit()

@@ -1,6 +1,7 @@
 """The ticket page: the thread (sanitised), and every action an agent takes on a
 ticket. Each view fetches the ticket through the user's rights (404 otherwise),
-validates its form (CSRF included), calls one service and redirects."""
+validates its form (CSRF included), calls one lifecycle function and redirects.
+A refused change is not committed: the request's session is dropped at its end."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from helpdesk.models import (
     TicketEvent,
 )
 from helpdesk.outbound.outbox import delivery_states
-from helpdesk.tickets import history, presence, replies, triage
+from helpdesk.tickets import conversation, history, lifecycle, presence
 from helpdesk.tickets.bulk import assignable_agents
 from helpdesk.tickets.listing import parse_id, visible_queues, visible_ticket
 from helpdesk.web import uploads
@@ -122,11 +123,7 @@ def show(number: int):  # type: ignore[no-untyped-def]
         allow_remote_images()
     presence.touch(session, ticket, user(), now=now)
     viewers = presence.other_viewers(session, ticket, user(), now=now)
-    events = list(
-        session.scalars(
-            select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id)
-        )
-    )
+    events = history.of(session, ticket)
     canned = list(
         session.scalars(
             select(CannedResponse)
@@ -184,14 +181,12 @@ def reply(number: int):  # type: ignore[no-untyped-def]
     except uploads.UploadRefused as exc:
         abort(400, description=str(exc))
     try:
-        replies.reply(
-            session, ticket, author=user(), text=form.body.data or "",
+        conversation.reply(
+            session, ticket, actor=user(), text=form.body.data or "",
             settings=get_settings(), now=utcnow(), attachments=files,
         )  # fmt: skip
-    except (replies.ReplyError, HeaderInjection) as exc:
-        session.rollback()
+    except (lifecycle.TicketError, HeaderInjection) as exc:
         abort(400, description=str(exc))
-    history.record(session, ticket, "reply", actor=user(), now=utcnow())
     commit()
     flash("Reply queued for delivery.", "info")
     return _back(ticket)
@@ -204,7 +199,12 @@ def note(number: int):  # type: ignore[no-untyped-def]
     form = NoteForm()
     if not form.validate_on_submit():
         _invalid(form)
-    replies.add_note(get_session(), ticket, author=user(), text=form.body.data or "", now=utcnow())
+    try:
+        conversation.add_note(
+            get_session(), ticket, actor=user(), text=form.body.data or "", now=utcnow()
+        )
+    except lifecycle.TicketError as exc:
+        abort(400, description=str(exc))
     commit()
     return _back(ticket)
 
@@ -216,11 +216,12 @@ def properties(number: int):  # type: ignore[no-untyped-def]
     form = PropertiesForm()
     if not form.validate_on_submit():
         _invalid(form)
-    session, now = get_session(), utcnow()
     try:
-        triage.set_status(session, ticket, form.status.data or "", actor=user(), now=now)
-        triage.set_priority(session, ticket, form.priority.data or "", actor=user(), now=now)
-    except triage.TriageError as exc:
+        lifecycle.update(
+            get_session(), ticket, actor=user(), now=utcnow(),
+            status=form.status.data or "", priority=form.priority.data or "",
+        )  # fmt: skip
+    except lifecycle.TicketError as exc:
         abort(400, description=str(exc))
     commit()
     return _back(ticket)
@@ -233,8 +234,7 @@ def _field_action(number: int, apply) -> Response:  # type: ignore[no-untyped-de
         _invalid(form)
     try:
         apply(get_session(), ticket, (form.value.data or "").strip())
-    except triage.TriageError as exc:
-        get_session().rollback()
+    except lifecycle.TicketError as exc:
         flash(str(exc), "error")
         return _back(ticket)
     commit()
@@ -247,8 +247,8 @@ def assignee(number: int):  # type: ignore[no-untyped-def]
     def apply(session, ticket, value):  # type: ignore[no-untyped-def]
         agent = None if value in ("", "none") else by_email(session, value)
         if value not in ("", "none") and agent is None:
-            raise triage.TriageError("no such user")
-        triage.assign(session, ticket, agent, actor=user(), settings=get_settings(), now=utcnow())
+            raise lifecycle.TicketError("no such user")
+        lifecycle.assign(session, ticket, agent, actor=user(), now=utcnow())
 
     return _field_action(number, apply)
 
@@ -259,8 +259,8 @@ def move(number: int):  # type: ignore[no-untyped-def]
     def apply(session, ticket, value):  # type: ignore[no-untyped-def]
         queue = session.scalars(select(Queue).where(Queue.slug == value)).one_or_none()
         if queue is None:
-            raise triage.TriageError("no such queue")
-        triage.move(session, ticket, queue, actor=user(), now=utcnow())
+            raise lifecycle.TicketError("no such queue")
+        lifecycle.move(session, ticket, queue, actor=user(), now=utcnow())
 
     return _field_action(number, apply)
 
@@ -269,7 +269,7 @@ def move(number: int):  # type: ignore[no-untyped-def]
 @login_required
 def tags(number: int):  # type: ignore[no-untyped-def]
     def apply(session, ticket, value):  # type: ignore[no-untyped-def]
-        triage.set_tags(session, ticket, triage.parse_tags(value), actor=user(), now=utcnow())
+        lifecycle.set_tags(session, ticket, lifecycle.parse_tags(value), actor=user(), now=utcnow())
 
     return _field_action(number, apply)
 
@@ -281,8 +281,8 @@ def merge(number: int):  # type: ignore[no-untyped-def]
         into = parse_id(value)
         target = visible_ticket(session, user(), into) if into is not None else None
         if target is None:
-            raise triage.TriageError("no such ticket")
-        triage.merge(session, ticket, target, actor=user(), now=utcnow())
+            raise lifecycle.TicketError("no such ticket")
+        lifecycle.merge(session, ticket, target, actor=user(), now=utcnow())
 
     return _field_action(number, apply)
 
@@ -300,6 +300,12 @@ def presence_state(number: int):  # type: ignore[no-untyped-def]
     newer = presence.newer_messages(session, ticket, user(), parse_id(after) or 0)
     commit()
     return jsonify(viewers=viewers, new_messages=len(newer))
+
+
+@bp.app_template_filter("actor")
+def actor_filter(row: TicketEvent) -> str:
+    """Who made a history entry: "by anna@…", "by rule Invoices", "by customer"."""
+    return history.actor_text(row)
 
 
 def _disposition(kind: str, filename: str) -> str:

@@ -13,13 +13,14 @@ from helpdesk.tickets import bulk
 from helpdesk.tickets.listing import (
     SLA_STATES,
     ListingError,
+    NoSuchQueue,
     TicketFilter,
     list_tickets,
     parse_id,
     sidebar_counts,
     visible_queues,
 )
-from helpdesk.web.db import commit, get_session, get_settings
+from helpdesk.web.db import commit, get_session
 from helpdesk.web.login import safe_next, user
 from helpdesk.web.security import require_valid
 
@@ -94,9 +95,9 @@ def _render(view: str, title: str, queue: str | None = None):  # type: ignore[no
     filters = _filters(view, queue)
     try:
         page = list_tickets(get_session(), user(), filters)
+    except NoSuchQueue:
+        abort(404)
     except ListingError as exc:
-        if str(exc) == "no such queue":
-            abort(404)
         abort(400, description=str(exc))
     session = get_session()
     return render_template(
@@ -149,10 +150,10 @@ def bulk_update():  # type: ignore[no-untyped-def]
         changed = bulk.apply(
             get_session(), user(), numbers,
             action=request.form.get("action", ""), value=request.form.get("value", ""),
-            settings=get_settings(), now=utcnow(),
+            now=utcnow(),
         )  # fmt: skip
     except bulk.BulkError as exc:
-        flash(str(exc), "error")
+        flash(str(exc), "error")  # nothing is committed
         return redirect(safe_next(request.form.get("back")))
     commit()
     flash(f"Updated {changed} ticket(s).", "info")

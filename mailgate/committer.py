@@ -32,6 +32,7 @@ from helpdesk.clock import utcnow
 from helpdesk.intake.receive import Envelope, IntakeResult, receive
 from helpdesk.settings import Settings
 from helpdesk.tickets import queues
+from helpdesk.tickets.facts import preload
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -152,6 +153,7 @@ class IntakeCommitter:
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": INTAKE_LOCK_KEY}
                     )
                 directory = queues.directory(session, mail_domain=self._settings.mail_domain)
+                preload(session)  # agents, queue members, SLA policies: once per batch
                 for job in batch:
                     try:
                         with session.begin_nested():

@@ -29,6 +29,7 @@ from helpdesk.settings import Settings
 from helpdesk.tickets import contacts, conversation, queues
 from helpdesk.tickets.actors import Actor
 from helpdesk.tickets.conversation import NewMessage, Opening
+from helpdesk.tickets.facts import facts_of
 
 log = logging.getLogger(__name__)
 
@@ -331,8 +332,12 @@ def _customer_recipients(
 
 
 def _agent(session: Session, address: str) -> User | None:
+    """The active user with this address (from preloaded facts if any)."""
     if not address:
         return None
+    facts = facts_of(session)
+    if facts is not None:
+        return facts.users.get(address)
     return session.scalars(select(User).where(User.email == address, User.active)).one_or_none()
 
 

@@ -26,6 +26,8 @@ _KEY = "helpdesk.facts"
 class Facts:
     """Slow-changing rows, loaded once (see the module docstring)."""
 
+    # active users by address
+    users: dict[str, User] = field(default_factory=dict)
     # queue id -> its active members, by user id
     members: dict[int, list[User]] = field(default_factory=dict)
     managers: list[User] = field(default_factory=list)
@@ -63,6 +65,7 @@ def preload(session: Session) -> Facts:
         )
     ) if emails else set()  # fmt: skip
     facts = Facts(
+        users={user.email: user for user in users},
         members=members,
         managers=[user for user in users if user.role == "manager"],
         policies=policies,

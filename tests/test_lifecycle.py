@@ -402,3 +402,35 @@ def test_nothing_outside_the_lifecycle_may_set_a_ticket_field_or_write_history(d
             ticket.tags.append(Tag(name="x"))
         with pytest.raises(DirectWrite, match="TicketEvent"):
             TicketEvent(ticket_id=ticket.id, kind="status", created_at=NOW)
+
+
+def test_a_new_tickets_clocks_from_the_event_equal_a_full_recomputation(
+    gateway, engine, settings, make_user
+):
+    """The SLA subscriber computes a new ticket's clocks from its first message alone
+    (and the batch's preloaded policies); recomputing from the database agrees."""
+    from helpdesk.sla import service as sla_service
+    from helpdesk.subscribers import writing_sessions
+    from tests.test_outbound import customer_mail
+
+    make_user(ANNA, "agent", ["help-desk"])
+    gateway.send(customer_mail("<p1@customer.example>"), mail_from="p@customer.example")
+    gateway.send(
+        customer_mail("<p2@customer.example>", subject="Newsletter", headers="Precedence: bulk"),
+        mail_from="p@customer.example",
+    )
+    columns = [c.key for c in sla_service.TicketSla.__table__.columns if c.key != "computed_at"]
+
+    def stored() -> list[tuple]:
+        with session_factory(engine)() as session:
+            rows = session.scalars(
+                select(sla_service.TicketSla).order_by(sla_service.TicketSla.ticket_id)
+            )
+            return [tuple(getattr(row, c) for c in columns) for row in rows]
+
+    fast = stored()
+    assert len(fast) == 2 and fast[0] != fast[1]  # the automated one has no customer message
+    with writing_sessions(engine, settings)() as session, session.begin():
+        for ticket in session.scalars(select(Ticket)):
+            sla_service.refresh(session, ticket, now=ticket.created_at)
+    assert stored() == fast

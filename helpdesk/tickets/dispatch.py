@@ -74,6 +74,11 @@ class Dispatcher:
             self._handlers[event_type] = found
         return found
 
+    def wants(self, event_type: type[Event]) -> bool:
+        """Does anyone subscribe to this type? (Lets a caller skip loading rows for
+        an event nobody would read.)"""
+        return bool(self.handlers(event_type))
+
     def publish(self, session: Session, events: Iterable[Event]) -> None:
         """Deliver each event to its handlers, in order; see the module docstring."""
         stack: list[Event] = session.info.setdefault(_STACK, [])

@@ -55,6 +55,7 @@ from helpdesk.models import (
     User,
 )
 from helpdesk.tickets.actors import Actor, as_actor
+from helpdesk.tickets.dispatch import dispatcher_of
 from helpdesk.tickets.events import (
     Change,
     MessageFailed,
@@ -367,7 +368,10 @@ def record_sla(
 
 
 def message_sent(session: Session, row: OutboxMail, *, now: datetime) -> None:
-    """The relay took the row's mail; an event if it is a message of the thread."""
+    """The relay took the row's mail; an event if it is a message of the thread
+    (and anyone subscribes: the worker records every mail it sends)."""
+    if not dispatcher_of(session).wants(MessageSent) or row.message_id is None:
+        return
     with operation(session, Actor.system("outbox"), now) as op:
         if row.message is not None and row.ticket is not None:
             op.emit(MessageSent(ticket=row.ticket, at=now, cause=op.cause, outbox=row,
@@ -376,6 +380,8 @@ def message_sent(session: Session, row: OutboxMail, *, now: datetime) -> None:
 
 def message_failed(session: Session, row: OutboxMail, error: str, *, now: datetime) -> None:
     """The row's mail will not go out; an event if it is a message of the thread."""
+    if not dispatcher_of(session).wants(MessageFailed) or row.message_id is None:
+        return
     with operation(session, Actor.system("outbox"), now) as op:
         if row.message is not None and row.ticket is not None:
             op.emit(MessageFailed(ticket=row.ticket, at=now, cause=op.cause, outbox=row,

@@ -21,6 +21,7 @@ never allowed to fail the change that caused it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,7 @@ from helpdesk.mail.compose import HeaderInjection
 from helpdesk.models import Ticket, User
 from helpdesk.outbound import ticket_mail
 from helpdesk.outbound.outbox import queue_mail, suppressed
+from helpdesk.outbound.ticket_mail import TicketMail
 from helpdesk.settings import Settings
 from helpdesk.tickets import queues
 from helpdesk.tickets.events import (
@@ -100,12 +102,16 @@ class Notifications:
             for user in candidates
             if user.active and getattr(user, attribute) and user.id != actor_id
         ]
-        what = f"{kind} notification"
-        for user in reachable(session, users) if users else []:
-            _queue(session, event.ticket, what, lambda user=user: ticket_mail.notification(
+        if not users:
+            return
+
+        def make(user: User) -> TicketMail:
+            return ticket_mail.notification(
                 event.ticket, user, purpose=f"notification:{kind}", title=title,
                 excerpt=excerpt, settings=self.settings, now=event.at,
-            ))  # fmt: skip
+            )  # fmt: skip
+
+        _queue_each(session, event.ticket, f"{kind} notification", reachable(session, users), make)
 
 
 class EscalationMail:
@@ -122,14 +128,17 @@ class EscalationMail:
         label = CLOCK_LABELS[event.clock]
         title = f"SLA {'breached' if breach else 'due soon'}: {label}"
         ticket = event.ticket
-        target, elapsed = event.target_minutes, event.elapsed_minutes
-        for user in reachable(session, escalation_recipients(session, ticket, breach=breach)):
-            _queue(session, ticket, f"{level} escalation", lambda user=user: (
-                ticket_mail.escalation(
-                    ticket, user, level=level, title=title, label=label, target=target,
-                    elapsed=elapsed, due=event.due, settings=self.settings, now=event.at,
-                )
-            ))  # fmt: skip
+        due, now = event.due, event.at
+
+        def make(user: User) -> TicketMail:
+            return ticket_mail.escalation(
+                ticket, user, level=level, title=title, label=label,
+                target=event.target_minutes, elapsed=event.elapsed_minutes, due=due,
+                settings=self.settings, now=now,
+            )  # fmt: skip
+
+        people = reachable(session, escalation_recipients(session, ticket, breach=breach))
+        _queue_each(session, ticket, f"{level} escalation", people, make)
         log.info("ticket %s: %s %s", ticket.number, label.lower(), level)
 
 
@@ -145,11 +154,19 @@ def escalation_recipients(session: Session, ticket: Ticket, *, breach: bool) -> 
     return sorted(unique.values(), key=lambda u: u.email)
 
 
-def _queue(session: Session, ticket: Ticket, what: str, make) -> None:  # type: ignore[no-untyped-def]
-    try:
-        mail = make()
-    except HeaderInjection as exc:
-        # Only a direct database edit puts CR/LF into a ticket subject.
-        log.warning("ticket %s: %s skipped (%s)", ticket.number, what, exc)
-        return
-    queue_mail(session, ticket, mail, now=mail.date)
+def _queue_each(
+    session: Session,
+    ticket: Ticket,
+    what: str,
+    users: list[User],
+    make: Callable[[User], TicketMail],
+) -> None:
+    """Queue one mail per user; a mail that cannot be composed is logged and skipped."""
+    for user in users:
+        try:
+            mail = make(user)
+        except HeaderInjection as exc:
+            # Only a direct database edit puts CR/LF into a ticket subject.
+            log.warning("ticket %s: %s skipped (%s)", ticket.number, what, exc)
+            return
+        queue_mail(session, ticket, mail, now=mail.date)

@@ -148,9 +148,9 @@ def calendar_of(session: Session, policy: SlaPolicy) -> Calendar:
         return to_calendar(policy.calendar)
     key = ("calendar", policy.calendar_id)
     calendar = facts.derived.get(key)
-    if calendar is None:
+    if not isinstance(calendar, Calendar):
         calendar = facts.derived[key] = to_calendar(policy.calendar)
-    return calendar  # type: ignore[return-value]
+    return calendar
 
 
 def refresh(session: Session, ticket: Ticket, *, now: datetime) -> TicketSla:
@@ -253,6 +253,7 @@ _CLOCK_EVENTS = (
     events.TicketUpdated,
     events.TicketMerged,
 )
+# (operation, ids of the tickets refreshed in it) on session.info
 _REFRESHED = "helpdesk.sla_refreshed"
 
 
@@ -267,21 +268,23 @@ class SlaRefresh:
             {"status", "priority", "queue"} & event.changes.keys()
         ):
             return
-        done = session.info.get(_REFRESHED)
-        if done is None or done[0] != event.cause.operation:
-            done = session.info[_REFRESHED] = (event.cause.operation, set())
+        done: set[int]
+        operation, done = session.info.get(_REFRESHED) or (None, set())
+        if operation != event.cause.operation:
+            done = set()
+            session.info[_REFRESHED] = (event.cause.operation, done)
         tickets = [event.ticket]
         if isinstance(event, events.TicketMerged):
             tickets.append(event.into)
         for ticket in tickets:
-            if id(ticket) in done[1]:
+            if id(ticket) in done:
                 continue
-            done[1].add(id(ticket))
-            created = isinstance(event, events.TicketCreated)
-            first = event.message if isinstance(event, events.TicketCreated) else None
-            if created and (first is None or first.author_id is None):
-                # An agent's own mail may count as a reply: that takes the full timeline.
-                customer = first is not None and not event.automated
-                refresh_new(session, ticket, first, customer=customer, now=event.at)
+            done.add(id(ticket))
+            # An agent's own first mail may count as a reply: that takes the full timeline.
+            if isinstance(event, events.TicketCreated) and (
+                event.message is None or event.message.author_id is None
+            ):
+                customer = event.message is not None and not event.automated
+                refresh_new(session, ticket, event.message, customer=customer, now=event.at)
             else:
                 refresh(session, ticket, now=event.at)

@@ -43,7 +43,7 @@ DEFAULT_RCPT = "help-desk@example.com"
 MAIL_KEYS = {"outcome", "ticket", "rule", "reason", "flags", "author", "also_addressed"}
 TICKET_KEYS = {"status", "queue", "requester", "ccs", "follow_up_of", "inbound", "outbound"}
 GLOBAL_KEYS = {"tickets", "acks", "bouncing", "raw_mails"}
-REPLY_KEYS = {"flags", "queued", "to"}
+REPLY_KEYS = {"flags", "queued", "to", "in_reply_to", "references"}
 STEP_KEYS = {
     "send": {"send", "mail_from", "to", "repeat", "expect", "note"},
     "set": {"set", "note"},
@@ -324,6 +324,8 @@ class Scenario:
             "flags": sorted(message.flags),
             "queued": row is not None,
             "to": message.to_addresses,
+            "in_reply_to": message.in_reply_to,
+            "references": message.references_header.split(),
         } | self._global_state(expect)
         self._compare(expect, actual, where)
 

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from helpdesk.models.base import Base
 
+OUTBOX_STATES = ("queued", "sending", "sent", "failed")
+
 
 class OutboxMail(Base):
     __tablename__ = "outbox"

@@ -6,15 +6,15 @@ Message-ID of their mail (to match bounces and auto-replies to it), what came
 back (``feedback``), and how to build the mail when it is sent (``spec``), so
 ``content`` may be empty.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

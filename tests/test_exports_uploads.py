@@ -26,11 +26,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from helpdesk import db, export
+from helpdesk import export
 from helpdesk.clock import utcnow
 from helpdesk.models import Message, OutboxMail, Ticket, User
-from helpdesk.tickets import triage
+from helpdesk.subscribers import writing_sessions
+from helpdesk.tickets import lifecycle
 from helpdesk.web import uploads
+from tests.conftest import outbox_bytes
 from tests.test_serve_round_trip import form_fields
 from tests.test_web_smoke import sign_in
 
@@ -79,10 +81,10 @@ def formula_tickets(gateway, make_user, engine, relay_settings) -> None:  # type
         gateway.send(customer_mail(number, subject), mail_from=f"carol{number}@customer.example")
     make_user(AGENT, "agent", ["help-desk"])
     make_user(MANAGER, "manager")
-    with db.session_factory(engine, write=True)() as write, write.begin():
+    with writing_sessions(engine, relay_settings)() as write, write.begin():
         agent = write.scalars(select(User).where(User.email == AGENT)).one()
         for ticket in write.scalars(select(Ticket)):
-            triage.assign(write, ticket, agent, actor=agent, settings=relay_settings, now=utcnow())
+            lifecycle.assign(write, ticket, agent, actor=agent, now=utcnow())
 
 
 def read_csv(client, query: str) -> list[list[str]]:  # type: ignore[no-untyped-def]
@@ -208,7 +210,7 @@ def test_upload_named_with_crlf_is_attached_under_a_clean_name(agent_client, ses
     response = post_reply(agent_client, disposition)
     assert response.status_code == 302, response.data[:400]
     [row] = replies_queued(session)
-    mail = email.message_from_bytes(row.content, policy=policy.default)
+    mail = email.message_from_bytes(outbox_bytes(row), policy=policy.default)
     assert mail["Bcc"] is None and mail["X-Evil"] is None
     [part] = list(mail.iter_attachments())
     assert part.get_filename() == "a_Bcc_ victim@evil.example_X-Evil_ yes"
@@ -261,6 +263,6 @@ def test_upload_in_the_browser(gateway, make_user, open_agent, session) -> None:
     agent.click_and_load(form.get_by_role("button", name="Send reply"))
     assert agent.page.get_by_text("Reply queued for delivery.").is_visible()
     [row] = replies_queued(session)
-    mail = email.message_from_bytes(row.content, policy=policy.default)
+    mail = email.message_from_bytes(outbox_bytes(row), policy=policy.default)
     assert [part.get_filename() for part in mail.iter_attachments()] == ["notes.txt"]
     assert not agent.guard.problems(), agent.guard

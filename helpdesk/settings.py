@@ -66,6 +66,14 @@ class Settings:
     smtp_timeout: float = 300.0
     smtp_hostname: str = ""
     intake_timeout: float = 30.0
+    # Bytes of DATA held in memory across all SMTP sessions; beyond it, 451 4.3.1.
+    max_spool_memory: int = 256 * MIB
+    # Parsing: caps checked on the raw bytes, and a bound on the parse itself.
+    max_mime_parts: int = 1000
+    max_mime_depth: int = 30
+    max_header_size: int = 100 * 1024
+    parse_timeout: float = 2.0
+    parse_workers: int = 2
     database_timeout: float = 5.0
     # Mail behaviour.
     subject_tag_prefix: str = "HD#"

@@ -1,28 +1,35 @@
-"""Intake: one received message becomes stored raw mail plus its effect on tickets.
+"""Intake: spooled raw mail becomes its effect on tickets.
 
-``receive`` is what the gateway calls for every accepted DATA, inside the
-caller's transaction: the raw bytes are stored first, then the message is
-parsed, classified, threaded and applied. A message we cannot parse or apply
-is kept raw with state ``failed`` (``reprocess`` tries again later); a
-database error propagates so the caller rolls back and the sender retries.
+The gateway only spools (``helpdesk.intake.spool``); the applier
+(``helpdesk.intake.applier``) parses each spooled row outside any write
+transaction and calls ``apply_spooled`` for it, inside its batch's
+transaction: the duplicate check, then ``apply`` (classify, thread, open or
+follow up, acknowledge, notify, SLA), and the row's new state, all committed
+together. A message we cannot apply is kept raw with state ``failed``
+(``reprocess`` tries again later); a database error propagates so the
+caller rolls back and the row stays spooled.
+
+``receive`` does both steps at once in the caller's transaction, for imports
+and tests that have the bytes in hand.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from helpdesk.intake.bounces import apply_report, read_report
+from helpdesk.intake.spool import Delivery, Envelope, by_sha256, spool
 from helpdesk.intake.threads import ThreadContext, find_ticket
 from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
 from helpdesk.mail.classify import classify, is_automated
-from helpdesk.mail.parse import InboundEmail, ParseError, parse
+from helpdesk.mail.limits import Limits
+from helpdesk.mail.parse import InboundEmail, ParseError, read_message
 from helpdesk.models import Contact, RawMail, Ticket, User
 from helpdesk.outbound import feedback
 from helpdesk.settings import Settings
@@ -33,15 +40,7 @@ from helpdesk.tickets.facts import facts_of
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Envelope:
-    """The SMTP envelope and connection facts of one delivery."""
-
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-    peer: str = ""
-    helo: str = ""
+__all__ = ["Envelope", "IntakeResult", "apply", "apply_spooled", "receive", "reprocess"]
 
 
 @dataclass
@@ -55,6 +54,10 @@ class IntakeResult:
     reason: str = ""
 
 
+def envelope_of(row: RawMail) -> Envelope:
+    return Envelope(row.mail_from, tuple(row.rcpt_tos), row.peer, row.helo)
+
+
 def receive(
     session: Session,
     raw: bytes,
@@ -64,44 +67,82 @@ def receive(
     now: datetime,
     directory: QueueDirectory | None = None,
 ) -> IntakeResult:
-    """Store ``raw`` and apply it; the caller commits, then answers 250."""
-    try:
-        mail: InboundEmail | None = parse(raw)
-        parse_error = ""
-    except Exception as exc:
-        mail, parse_error = None, f"{type(exc).__name__}: {exc}"
-    dedup_key = mail.dedup_key if mail else hashlib.sha256(raw).hexdigest()
+    """Spool ``raw`` and apply it at once, in the caller's transaction.
 
-    existing = _find_duplicate(session, dedup_key)
-    if existing is not None:
-        return IntakeResult("duplicate", existing.id, _ticket_number(session, existing))
+    The parse runs in this process (caps checked first, no time bound): for
+    imports and tests. The gateway spools only; the applier parses bounded.
+    """
+    spool(session, [Delivery(raw, envelope)], now=now)
+    row = by_sha256(session, raw)
+    assert row is not None
+    if row.state != "spooled":
+        return IntakeResult("duplicate", row.id, _ticket_number(session, row))
+    mail = read_message(raw, Limits.from_settings(settings))
+    return apply_spooled(session, row, mail, settings=settings, now=now, directory=directory)
 
-    row = RawMail(
-        received_at=now,
-        peer=envelope.peer[:255],
-        helo=envelope.helo[:255],
-        mail_from=envelope.mail_from[:998],
-        rcpt_tos=list(envelope.rcpt_tos),
-        size=len(raw),
-        sha256=hashlib.sha256(raw).hexdigest(),
-        dedup_key=dedup_key,
-        message_id=mail.message_id if mail else "",
-        state="processed",
-        content=raw,
+
+def apply_spooled(
+    session: Session,
+    row: RawMail,
+    mail: InboundEmail,
+    *,
+    settings: Settings,
+    now: datetime,
+    directory: QueueDirectory | None = None,
+) -> IntakeResult:
+    """Apply one spooled row whose bytes were read into ``mail``; sets the row's state.
+
+    The same message applied before (same Message-ID and body, e.g. relayed
+    again with other trace headers) changes nothing: this row becomes a
+    ``duplicate`` pointing at that message's ticket.
+    """
+    row.attempts += 1
+    row.message_id = mail.message_id[:998]
+    existing = _find_duplicate(session, mail.dedup_key)
+    if existing is not None and existing.id != row.id:
+        row.state = "duplicate"
+        row.ticket_id = existing.ticket_id
+        row.processed_at = now
+        return IntakeResult("duplicate", row.id, _ticket_number(session, existing))
+    row.dedup_key = mail.dedup_key
+    session.flush()  # claims the dedup key before the effect
+    result = apply(
+        session, row, mail, envelope_of(row), settings=settings, now=now, directory=directory
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        # Another gateway stored the same message meanwhile.
-        existing = _find_duplicate(session, dedup_key)
-        if existing is None:
-            raise
-        return IntakeResult("duplicate", existing.id, _ticket_number(session, existing))
+    if mail.unparsed and row.state == "processed":
+        row.state, row.error = "unparsed", mail.unparsed
+    return result
 
-    if mail is None:
-        return _fail(row, parse_error, now)
-    return apply(session, row, mail, envelope, settings=settings, now=now, directory=directory)
+
+def reprocess(session: Session, row: RawMail, *, settings: Settings, now: datetime) -> IntakeResult:
+    """Try a stored failed (or unparsed) message again, in this process."""
+    mail = read_message(row.content, Limits.from_settings(settings))
+    row.state = "spooled"
+    row.dedup_key = None
+    session.flush()
+    return apply_spooled(session, row, mail, settings=settings, now=now)
+
+
+def failed_mails(session: Session, limit: int = 1000) -> list[RawMail]:
+    stmt = select(RawMail).where(RawMail.state == "failed").order_by(RawMail.id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def _fail(row: RawMail, error: str, now: datetime) -> IntakeResult:
+    row.state = "failed"
+    row.error = error[:4000]
+    row.processed_at = now
+    return IntakeResult("failed", row.id, reason=row.error)
+
+
+def _find_duplicate(session: Session, dedup_key: str) -> RawMail | None:
+    return session.scalars(select(RawMail).where(RawMail.dedup_key == dedup_key)).one_or_none()
+
+
+def _ticket_number(session: Session, row: RawMail) -> int | None:
+    if row.ticket_id is None:
+        return None
+    return session.scalar(select(Ticket.number).where(Ticket.id == row.ticket_id))
 
 
 def apply(
@@ -132,40 +173,6 @@ def apply(
     row.error = result.reason
     row.processed_at = now
     return result
-
-
-def reprocess(session: Session, row: RawMail, *, settings: Settings, now: datetime) -> IntakeResult:
-    """Try a stored failed message again."""
-    row.attempts += 1
-    try:
-        mail = parse(row.content)
-    except Exception as exc:
-        return _fail(row, f"{type(exc).__name__}: {exc}", now)
-    envelope = Envelope(row.mail_from, tuple(row.rcpt_tos), row.peer, row.helo)
-    row.message_id = mail.message_id
-    return apply(session, row, mail, envelope, settings=settings, now=now)
-
-
-def failed_mails(session: Session, limit: int = 1000) -> list[RawMail]:
-    stmt = select(RawMail).where(RawMail.state == "failed").order_by(RawMail.id).limit(limit)
-    return list(session.scalars(stmt))
-
-
-def _fail(row: RawMail, error: str, now: datetime) -> IntakeResult:
-    row.state = "failed"
-    row.error = error[:4000]
-    row.processed_at = now
-    return IntakeResult("failed", row.id, reason=row.error)
-
-
-def _find_duplicate(session: Session, dedup_key: str) -> RawMail | None:
-    return session.scalars(select(RawMail).where(RawMail.dedup_key == dedup_key)).one_or_none()
-
-
-def _ticket_number(session: Session, row: RawMail) -> int | None:
-    if row.ticket_id is None:
-        return None
-    return session.scalar(select(Ticket.number).where(Ticket.id == row.ticket_id))
 
 
 def _apply(

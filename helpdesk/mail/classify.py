@@ -117,6 +117,11 @@ def delivery_report(mail: InboundEmail, _sender: str) -> set[str]:
     return {"bounce"}
 
 
+def unparsed(mail: InboundEmail, _sender: str) -> set[str]:
+    """Only the header block was read (over a cap, or the parse failed)."""
+    return {"unparsed"} if mail.unparsed else set()
+
+
 CHECKS: tuple[Callable[[InboundEmail, str], set[str]], ...] = (
     auto_submitted,
     precedence,
@@ -125,6 +130,7 @@ CHECKS: tuple[Callable[[InboundEmail, str], set[str]], ...] = (
     exchange_generated,
     robot_sender,
     delivery_report,
+    unparsed,
 )
 
 

@@ -1,16 +1,19 @@
-"""Group commit: one writer thread applies the messages that arrive together in
+"""Group commit: one writer thread spools the messages that arrive together in
 one transaction, then answers each sender only after that commit.
 
-Each message runs in its own savepoint, so one message's database error fails
-only that message (451) while the others commit. The event loop never touches
-the database: it hands bytes to the thread and awaits a future.
+Nothing is parsed here: a batch is one multi-row ``INSERT`` of raw bytes and
+envelopes (``helpdesk.intake.spool``), so a transaction is short whatever the
+mail looks like, and the writer lock (SQLite's ``BEGIN IMMEDIATE``) is held
+for milliseconds. The event loop never touches the database: it hands bytes
+to the thread and awaits a future.
 
-Several gateways may share one PostgreSQL database. Their intake transactions
-take one advisory lock, as SQLite's ``BEGIN IMMEDIATE`` does for the file:
-without it, two batches holding the ticket counter and each other's new rows
-deadlock, and the waits chain past the lock timeout. A message that still lost
-a race with another transaction (a deadlock, or a unique key the other one
-committed first) is tried again at once in a new transaction, a few times.
+Never commit after a 4xx: a job that waited too long in the queue is
+cancelled, and the writer skips cancelled jobs; a job the writer has taken
+is waited for until its commit succeeds or fails (``Job.cancel`` returns
+False then), because answering 451 while its commit may still succeed
+would make the sender retry mail we kept. A batch whose statement fails is
+tried again one message per transaction, so one message's error fails only
+that message (451).
 """
 
 from __future__ import annotations
@@ -21,61 +24,67 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.clock import utcnow
-from helpdesk.intake.receive import Envelope, IntakeResult, receive
+from helpdesk.intake.spool import Delivery, Envelope, spool
 from helpdesk.settings import Settings
-from helpdesk.tickets import queues
-from helpdesk.tickets.facts import preload
 
 log = logging.getLogger(__name__)
 _STOP = object()
-MAX_ATTEMPTS = 3
-# PostgreSQL's serialization failure and deadlock: the other transaction won.
-_CONFLICT_STATES = frozenset({"40001", "40P01"})
-# Any fixed number works; every gateway must use the same one ("hdin" in ASCII).
-INTAKE_LOCK_KEY = 0x6864696E
+QUEUED, TAKEN, CANCELLED = "queued", "taken", "cancelled"
 
 
-@dataclass
 class Job:
-    raw: bytes
-    envelope: Envelope
-    future: asyncio.Future[IntakeResult]
-    loop: asyncio.AbstractEventLoop
+    """One message waiting for the writer; its future resolves after the commit."""
+
+    __slots__ = ("_lock", "delivery", "future", "loop", "state")
+
+    def __init__(self, delivery: Delivery, loop: asyncio.AbstractEventLoop) -> None:
+        self.delivery = delivery
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.state = QUEUED
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """The writer claims the job; False if it was cancelled first."""
+        with self._lock:
+            if self.state == CANCELLED:
+                return False
+            self.state = TAKEN
+            return True
+
+    def cancel(self) -> bool:
+        """Withdraw a job the writer has not taken; False if it already has."""
+        with self._lock:
+            if self.state == TAKEN:
+                return False
+            self.state = CANCELLED
+            return True
+
+    def resolve(self, error: BaseException | None) -> None:
+        def settle() -> None:
+            if self.future.done():
+                return
+            if error is None:
+                self.future.set_result(None)
+            else:
+                self.future.set_exception(error)
+
+        # A closed loop means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(settle)
 
 
-def _resolve(job: Job, outcome: IntakeResult | BaseException) -> None:
-    def settle() -> None:
-        if job.future.done():
-            return
-        if isinstance(outcome, BaseException):
-            job.future.set_exception(outcome)
-        else:
-            job.future.set_result(outcome)
-
-    # A closed loop means nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        job.loop.call_soon_threadsafe(settle)
-
-
-def lost_a_race(outcome: IntakeResult | BaseException) -> bool:
-    """Did a concurrent transaction make this attempt fail (so that a new one may succeed)?"""
-    if isinstance(outcome, IntegrityError):
-        return True
-    return isinstance(outcome, DBAPIError) and (
-        getattr(outcome.orig, "sqlstate", None) in _CONFLICT_STATES
-    )
+class SpoolTimeout(Exception):
+    """The message waited too long for the writer and was withdrawn: nothing was stored."""
 
 
 class IntakeCommitter:
-    """Batches intake jobs from the event loop into transactions on one thread."""
+    """Batches spool jobs from the event loop into transactions on one thread."""
 
     def __init__(
         self,
@@ -83,12 +92,16 @@ class IntakeCommitter:
         settings: Settings,
         *,
         max_batch: int = 64,
+        max_batch_bytes: int = 32 * 1024 * 1024,
         clock: Callable[[], datetime] = utcnow,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._max_batch = max_batch
+        self._max_batch_bytes = max_batch_bytes
         self._clock = clock
+        self._on_commit = on_commit
         self._jobs: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="intake-committer", daemon=True)
         self.batches = 0
@@ -101,74 +114,65 @@ class IntakeCommitter:
         self._jobs.put(_STOP)
         self._thread.join(timeout)
 
-    async def submit(self, raw: bytes, envelope: Envelope) -> IntakeResult:
-        loop = asyncio.get_running_loop()
-        job = Job(raw, envelope, loop.create_future(), loop)
+    async def submit(self, raw: bytes, envelope: Envelope, timeout: float) -> None:
+        """Spool the message; returns once committed. Raises (nothing stored) on failure,
+        or ``SpoolTimeout`` when the writer did not take it within ``timeout`` seconds."""
+        job = Job(Delivery(raw, envelope), asyncio.get_running_loop())
         self._jobs.put(job)
-        return await job.future
+        try:
+            await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        except TimeoutError:
+            if job.cancel():
+                raise SpoolTimeout() from None
+            await job.future  # taken: its commit decides, whatever the clock says
 
     def _run(self) -> None:
         while True:
             first = self._jobs.get()
             if first is _STOP:
                 return
-            batch: list[Job] = [first]  # type: ignore[list-item]
+            batch: list[Job] = []
+            size = 0
             stop = False
-            while len(batch) < self._max_batch:
+            item: Job | object = first
+            while True:
+                if item is _STOP:
+                    stop = True
+                    break
+                job: Job = item  # type: ignore[assignment]
+                if job.take():
+                    batch.append(job)
+                    size += len(job.delivery.raw)
+                if len(batch) >= self._max_batch or size >= self._max_batch_bytes:
+                    break
                 try:
                     item = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)  # type: ignore[arg-type]
-            self._commit(batch)
+            if batch:
+                self._commit(batch)
             if stop:
                 return
 
     def _commit(self, batch: list[Job]) -> None:
-        """Apply the batch, try again the messages that lost a race, answer everyone."""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            retry: list[Job] = []
-            for job, outcome in zip(batch, self._transaction(batch), strict=True):
-                if attempt < MAX_ATTEMPTS and lost_a_race(outcome):
-                    retry.append(job)
-                else:
-                    _resolve(job, outcome)
-            if not retry:
-                return
-            log.info("%d messages lost a race with another transaction; trying again", len(retry))
-            batch = retry
+        error = self._transaction(batch)
+        if error is not None and len(batch) > 1:
+            # Find the message that fails; the others are stored one by one.
+            for job in batch:
+                job.resolve(self._transaction([job]))
+            return
+        for job in batch:
+            job.resolve(error)
 
-    def _transaction(self, batch: list[Job]) -> list[IntakeResult | BaseException]:
-        """One transaction for the batch: each message's result, or why it failed."""
-        now = self._clock()
-        outcomes: list[IntakeResult | BaseException] = []
+    def _transaction(self, batch: list[Job]) -> BaseException | None:
         try:
             with self._sessions() as session, session.begin():
-                if session.get_bind().dialect.name == "postgresql":
-                    # Waits at most the lock timeout (settings.database_timeout).
-                    session.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": INTAKE_LOCK_KEY}
-                    )
-                directory = queues.directory(session, mail_domain=self._settings.mail_domain)
-                preload(session)  # agents, queue members, SLA policies: once per batch
-                for job in batch:
-                    try:
-                        with session.begin_nested():
-                            outcomes.append(
-                                receive(
-                                    session, job.raw, job.envelope,
-                                    settings=self._settings, now=now, directory=directory,
-                                )
-                            )  # fmt: skip
-                    except Exception as exc:
-                        log.exception("intake failed for one message; sender will retry")
-                        outcomes.append(exc)
+                spool(session, [job.delivery for job in batch], now=self._clock())
         except Exception as exc:
-            log.exception("intake commit failed for %d messages; senders will retry", len(batch))
-            outcomes = [exc] * len(batch)
+            log.exception("spooling %d messages failed; senders will retry", len(batch))
+            return exc
         self.batches += 1
         self.messages += len(batch)
-        return outcomes
+        if self._on_commit is not None:
+            self._on_commit()
+        return None

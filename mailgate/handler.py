@@ -1,9 +1,11 @@
 """The aiosmtpd handler: validates recipients, hands DATA to the committer, and
 maps outcomes to SMTP replies. No database work runs on the event loop.
 
-Replies: 250 only after commit; any failure is ``451 4.3.0`` without internal
-text; an address of ours that is no queue is ``550 5.1.1``; any other domain is
-``550 5.7.1`` (never an open relay); past the recipient cap, ``452 4.5.3``.
+Replies: 250 only after the raw bytes and envelope are committed (the ticket
+comes right after, from the applier); any failure is ``451 4.3.0`` without
+internal text, and nothing is kept after it; an address of ours that is no
+queue is ``550 5.1.1``; any other domain is ``550 5.7.1`` (never an open
+relay); past the recipient cap, ``452 4.5.3``.
 """
 
 from __future__ import annotations
@@ -11,18 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
-
-from sqlalchemy import Engine
 
 from helpdesk.db import session_factory
-from helpdesk.intake.receive import Envelope
+from helpdesk.intake.spool import Envelope
 from helpdesk.mail.addresses import QueueDirectory, Route
 from helpdesk.settings import Settings
-from helpdesk.subscribers import writing_sessions
 from helpdesk.tickets import queues
-from helpdesk.tickets.dispatch import Dispatcher
-from mailgate.committer import IntakeCommitter
+from mailgate.committer import IntakeCommitter, SpoolTimeout
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +90,13 @@ class IntakeHandler:
             helo=session.host_name or "",
         )
         try:
-            result = await asyncio.wait_for(
-                self.committer.submit(raw, meta), self.settings.intake_timeout
-            )
-        except Exception:
-            log.exception("intake failed; the sender will retry")
+            await self.committer.submit(raw, meta, self.settings.intake_timeout)
+        except SpoolTimeout:
+            log.warning("the spool writer was too slow; nothing stored, the sender will retry")
             return TEMPFAIL
-        log.info("raw mail %s: %s", result.raw_mail_id, result.outcome)
+        except Exception:
+            log.exception("spooling failed; the sender will retry")
+            return TEMPFAIL
         return "250 2.0.0 Message accepted"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -107,14 +104,9 @@ class IntakeHandler:
         return TEMPFAIL
 
 
-def build_handler(
-    engine: Engine,
-    settings: Settings,
-    dispatcher: Dispatcher | None = None,
-    **committer_options: Any,
-) -> IntakeHandler:
-    sessions = writing_sessions(engine, settings, dispatcher)
-    committer = IntakeCommitter(sessions, settings, **committer_options)
+def build_handler(engine, settings: Settings, **committer_options) -> IntakeHandler:  # type: ignore[no-untyped-def]
+    """``committer_options``: e.g. ``on_commit``, called on the writer thread after each commit."""
+    committer = IntakeCommitter(session_factory(engine, write=True), settings, **committer_options)
     committer.start()
     directory = DirectoryCache(session_factory(engine), settings)
     return IntakeHandler(committer, directory, settings)

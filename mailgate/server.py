@@ -1,4 +1,12 @@
-"""The SMTP server: aiosmtpd's protocol with our limits, TLS and a connection cap.
+"""The SMTP server: aiosmtpd's protocol with our limits, TLS, a connection cap and a
+memory budget for DATA.
+
+aiosmtpd buffers a message's DATA in memory; ``GatewaySMTP.smtp_DATA`` is its
+loop with one change: every line is charged to a ``MemoryBudget`` shared by
+all sessions as it arrives (``max_spool_memory``), and a message that would
+pass the budget is drained and answered ``451 4.3.1``, as is a DATA command
+while the budget is spent. The bytes are given back once the message is
+answered (they stay held while it is being committed).
 
 ``Gateway`` runs the server on its own event loop in a thread (as aiosmtpd's
 Controller does), so ``helpdesk serve``, ``helpdesk mailgate`` and the tests
@@ -7,21 +15,42 @@ all start it the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
-from sqlalchemy import Engine
+from aiosmtpd.smtp import MISSING, SMTP
 
 from helpdesk.db import make_engine
 from helpdesk.settings import Settings
-from helpdesk.tickets.dispatch import Dispatcher
 from mailgate.handler import IntakeHandler, build_handler
 
 log = logging.getLogger(__name__)
 
 TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
+NO_MEMORY = "451 4.3.1 Insufficient system resources, try again later"
+TOO_MUCH_DATA = "552 5.3.4 Message too big"
+LINE_TOO_LONG = "500 5.5.2 Line too long"
+
+
+class MemoryBudget:
+    """Bytes of DATA held in memory by all sessions; only touched from the event loop."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        self.peak = max(self.peak, self.used)
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
 
 
 class ConnectionLimiter:
@@ -49,9 +78,12 @@ class GatewaySMTP(SMTP):
     # RFC 5321 (4.5.3.1) asks for no such limits where possible; SIZE still applies.
     line_length_limit = 1024 * 1024
 
-    def __init__(self, handler, *, limiter: ConnectionLimiter, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, handler, *, limiter: ConnectionLimiter, budget: MemoryBudget, **kwargs
+    ) -> None:  # type: ignore[no-untyped-def]
         super().__init__(handler, **kwargs)
         self._limiter = limiter
+        self._budget = budget
 
     async def _handle_client(self) -> None:
         if not self._limiter.acquire():
@@ -62,6 +94,77 @@ class GatewaySMTP(SMTP):
             await super()._handle_client()
         finally:
             self._limiter.release()
+
+    def _declared_size(self) -> int:
+        for option in (self.envelope.mail_options if self.envelope else None) or []:
+            name, _, value = option.partition("=")
+            if name.upper() == "SIZE" and value.isdigit():
+                return int(value)
+        return 0
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, reading into one buffer charged to the memory budget."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        budget = self._budget
+        if budget.used + self._declared_size() >= budget.limit:
+            await self.push(NO_MEMORY)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = bytearray()
+        charged = 0
+        refusal = ""
+        limit = self.data_size_limit
+        fragments: list[bytes] = []
+        try:
+            while self.transport is not None:
+                try:
+                    line = await self._reader.readuntil(b"\r\n")
+                except asyncio.CancelledError:
+                    self._writer.close()  # the connection was reset during DATA
+                    raise
+                except asyncio.LimitOverrunError as exc:
+                    refusal = refusal or LINE_TOO_LONG
+                    line = await self._reader.read(exc.consumed)
+                if not fragments and line == b".\r\n":
+                    break
+                if not refusal:
+                    if limit and len(data) + len(line) > limit:
+                        refusal = TOO_MUCH_DATA
+                    elif not budget.take(len(line)):
+                        refusal = NO_MEMORY
+                    else:
+                        charged += len(line)
+                    if refusal:  # drain the rest, keep nothing
+                        data = bytearray()
+                        budget.give(charged)
+                        charged = 0
+                fragments.append(line)
+                if line.endswith(b"\r\n"):
+                    if not refusal:
+                        whole = b"".join(fragments) if len(fragments) > 1 else line
+                        # RFC 5321 4.5.2: a leading dot was doubled by the sender.
+                        data += memoryview(whole)[1:] if whole[:1] == b"." else whole
+                    fragments.clear()
+            if refusal:
+                self._set_post_data_state()
+                await self.push(refusal)
+                return
+            content = bytes(data)
+            del data
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push("250 OK" if status is MISSING else status)
+        finally:
+            budget.give(charged)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -78,6 +181,7 @@ class Gateway(Controller):
     def __init__(self, handler: IntakeHandler, settings: Settings, host: str, port: int) -> None:
         self.settings = settings
         self.limiter = ConnectionLimiter(settings.max_connections)
+        self.budget = MemoryBudget(settings.max_spool_memory)
         self._tls = tls_context(settings)
         super().__init__(handler, hostname=host, port=port, ready_timeout=10.0)
 
@@ -85,6 +189,7 @@ class Gateway(Controller):
         return GatewaySMTP(
             self.handler,
             limiter=self.limiter,
+            budget=self.budget,
             data_size_limit=self.settings.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
@@ -108,17 +213,11 @@ class Gateway(Controller):
         self.handler.committer.stop()
 
 
-def start_gateway(
-    settings: Settings,
-    host: str,
-    port: int,
-    engine: Engine | None = None,
-    dispatcher: Dispatcher | None = None,
-) -> Gateway:
-    """Build the handler on ``engine`` (or a new one) and start serving; intake's
-    sessions carry ``dispatcher`` (default: the standard subscribers)."""
+def start_gateway(settings: Settings, host: str, port: int, engine=None, on_commit=None) -> Gateway:  # type: ignore[no-untyped-def]
+    """Build the handler on ``engine`` (or a new one) and start serving; ``on_commit`` is
+    called after each spool commit (``helpdesk serve`` wakes its applier with it)."""
     engine = engine or make_engine(settings)
-    handler = build_handler(engine, settings, dispatcher)
+    handler = build_handler(engine, settings, on_commit=on_commit)
     gateway = Gateway(handler, settings, host, port)
     gateway.start()
     log.info("mailgate listening on %s:%s", host, port)

@@ -14,6 +14,7 @@ import os
 import shutil
 import smtplib
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ def _settings(instance: Path, url: str, **overrides: object) -> Settings:
         database_url=url,
         secret_key=SECRET,
         mail_domain="example.com",
-        **overrides,
+        **{"parse_workers": 1, **overrides},
     )
 
 
@@ -165,11 +166,19 @@ def session(engine):  # type: ignore[no-untyped-def]
         yield session
 
 
+SETTLE_TIMEOUT = 60.0  # seconds for the applier to apply what was spooled
+
+
 @dataclass
 class RunningGateway:
+    """The gateway and an applier beside it, as ``helpdesk serve`` runs them."""
+
     host: str
     port: int
     gateway: object
+    applier: object = None
+    applier_thread: object = None
+    engine: object = None
 
     def smtp(self) -> smtplib.SMTP:
         return smtplib.SMTP(self.host, self.port, timeout=30)
@@ -181,24 +190,55 @@ class RunningGateway:
         mail_from: str = "customer@customer.example",
         to: list[str] | None = None,
     ) -> dict:
-        """Send ``raw``; returns smtplib's refused-recipients dict (raises on failure)."""
+        """Send ``raw`` and wait until it is applied; returns smtplib's refused-recipients
+        dict (raises on failure)."""
         with self.smtp() as client:
-            return client.sendmail(mail_from, to or ["help-desk@example.com"], raw)
+            refused = client.sendmail(mail_from, to or ["help-desk@example.com"], raw)
+        self.settle()
+        return refused
+
+    def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Wait (bounded) until no spooled mail is left unapplied."""
+        from helpdesk.intake.spool import pending
+
+        if self.engine is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            with db.session_factory(self.engine)() as session:
+                if pending(session) == 0:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"spooled mail not applied within {timeout} s")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.gateway.stop()  # type: ignore[attr-defined]
+        if self.applier is not None:
+            self.applier.stop()  # type: ignore[attr-defined]
+            self.applier_thread.join(30)  # type: ignore[attr-defined]
+            self.applier.close()  # type: ignore[attr-defined]
 
 
-def start_gateway(settings: Settings, engine) -> RunningGateway:  # type: ignore[no-untyped-def]
+def start_gateway(settings: Settings, engine, *, applier: bool = True) -> RunningGateway:  # type: ignore[no-untyped-def]
+    from helpdesk.intake.applier import start_applier
+    from helpdesk.intake.wakeup import Wakeup
     from mailgate.server import start_gateway as start
 
     port = free_port()
-    gateway = start(settings, "127.0.0.1", port, engine)
-    return RunningGateway("127.0.0.1", port, gateway)
+    if not applier:
+        return RunningGateway("127.0.0.1", port, start(settings, "127.0.0.1", port, engine))
+    wakeup = Wakeup(engine)
+    running, thread = start_applier(settings, engine, wakeup=wakeup)
+    gateway = start(settings, "127.0.0.1", port, engine, on_commit=wakeup.notify)
+    return RunningGateway("127.0.0.1", port, gateway, running, thread, engine)
 
 
 @pytest.fixture
 def gateway(settings: Settings, engine) -> Iterator[RunningGateway]:  # type: ignore[no-untyped-def]
     running = start_gateway(settings, engine)
     yield running
-    running.gateway.stop()
+    running.stop()
 
 
 @pytest.fixture

@@ -40,10 +40,17 @@ def test_mail_becomes_ticket_with_acknowledgement(gateway, session):
 
 def test_duplicate_delivery_is_stored_once(gateway, session):
     gateway.send(MAIL)
-    # The same message relayed again, with an extra trace header in front.
-    gateway.send(b"Received: from relay2.example by mx; Thu, 26 Nov 2026 09:01:00 +0100\r\n" + MAIL)
+    gateway.send(MAIL)  # the same bytes again: no second row
     assert session.scalar(select(func.count()).select_from(RawMail)) == 1
+    # The same message relayed again, with an extra trace header in front: kept
+    # (other bytes), applied as a duplicate of the first, no second message.
+    gateway.send(b"Received: from relay2.example by mx; Thu, 26 Nov 2026 09:01:00 +0100\r\n" + MAIL)
+    rows = session.scalars(select(RawMail).order_by(RawMail.id)).all()
+    assert [row.state for row in rows] == ["processed", "duplicate"]
+    assert rows[0].ticket_id == rows[1].ticket_id is not None
     assert session.scalar(select(func.count()).select_from(Ticket)) == 1
+    inbound = select(func.count()).select_from(Message).where(Message.kind == "inbound")
+    assert session.scalar(inbound) == 1
 
 
 def test_unknown_and_foreign_recipients_are_refused(gateway):

@@ -129,7 +129,7 @@ def start(settings: Settings, engine: Engine) -> Iterator:  # type: ignore[type-
 
     yield start_with
     for gateway in running:
-        gateway.gateway.stop()
+        gateway.stop()
     for own in engines:
         own.dispose()
 
@@ -486,7 +486,7 @@ def test_unreachable_postgresql_is_451(tmp_path):
         for _ in range(2):  # the second time on the same, still broken, gateway
             assert_tempfail(deliver(running, mail("unreachable")), "RCPT", "DATA")
     finally:
-        running.gateway.stop()
+        running.stop()
         engine.dispose()
 
 

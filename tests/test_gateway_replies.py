@@ -1,10 +1,11 @@
 """Every reply of the inbound gateway, and its durability, over real SMTP on loopback.
 
-On SQLite and PostgreSQL: 250 only once the message is committed; ``550 5.1.1``
+On SQLite and PostgreSQL: 250 only once the raw message is committed (its
+ticket follows from the applier); ``550 5.1.1``
 for an unknown address of ours and ``550 5.7.1`` for anyone else's (never an
 open relay); 552 past the SIZE limit; 421 past the connection cap; STARTTLS and
 REQUIRE_TLS; one ticket for several queue addresses; no header smuggling with a
-bare CR or LF. Then durability: a database failure between parse and commit (a
+bare CR or LF. Then durability: a database failure before the spool commit (a
 trigger, a failing COMMIT, a locked or unreachable database) is ``451 4.3.0``
 with no internal text and leaves no row behind, and the same message sent
 again afterwards is stored once. Failures are injected with real database
@@ -94,8 +95,12 @@ def transaction(
 def deliver(
     running: RunningGateway, raw: bytes, rcpts: Sequence[str] = ("help-desk@example.com",)
 ) -> Reply:
+    """One transaction; after a 250, wait until the applier has applied it."""
     with running.smtp() as client:
-        return transaction(client, raw, rcpts)
+        reply = transaction(client, raw, rcpts)
+    if reply.code == 250:
+        running.settle()
+    return reply
 
 
 def assert_tempfail(reply: Reply, *stages: str) -> None:
@@ -154,8 +159,10 @@ def test_250_only_after_commit(gateway, engine):
     with gateway.smtp() as client:
         reply = transaction(client, mail("committed"))
         assert (reply.stage, reply.code) == ("DATA", 250)
-        # Still inside the SMTP session: another connection already sees every row.
-        assert counts(engine) == ONE_TICKET
+        # Still inside the SMTP session: another connection already sees the raw mail.
+        assert counts(engine)["raw_mails"] == 1
+    gateway.settle()
+    assert counts(engine) == ONE_TICKET
 
 
 def test_unknown_address_in_our_domain_is_5_1_1(gateway, engine):
@@ -214,6 +221,7 @@ def test_size_limit_is_552_declared_or_not(start, settings, engine):
         assert client.mail(SENDER, ["SIZE=2048"])[0] == 250
         assert client.rcpt("help-desk@example.com")[0] == 250
         assert client.data(mail("small"))[0] == 250
+    running.settle()
     with db.session_factory(engine)() as session:
         assert session.scalars(select(RawMail.message_id)).all() == ["<small@customer.example>"]
 
@@ -257,6 +265,7 @@ def test_starttls_offered_only_with_a_certificate(gateway, start, tls_settings, 
         assert client.has_extn("starttls")
         assert client.starttls(context=unverified_context())[0] == 220
         assert transaction(client, mail("over-tls")).code == 250
+    running.settle()
     assert counts(engine) == ONE_TICKET
 
 
@@ -269,6 +278,7 @@ def test_require_tls_refuses_mail_before_starttls(start, tls_settings, engine):
         assert client.docmd("DATA")[0] == 530
         assert client.starttls(context=unverified_context())[0] == 220
         assert transaction(client, mail("tls-required")).code == 250
+    running.settle()
     assert counts(engine) == ONE_TICKET
 
 
@@ -321,17 +331,20 @@ TRIGGER = "hd_injected_failure"
 
 
 def add_failing_trigger(engine: Engine, *, subject: str | None = None) -> None:
-    """Make INSERT INTO messages fail in the database (for one subject, or always)."""
-    when = f"WHEN (NEW.subject = '{subject}')" if subject else ""
+    """Make the spool's INSERT INTO raw_mails fail in the database (for mail whose bytes
+    contain ``Subject: <subject>``, or always)."""
+    needle = f"Subject: {subject}\r\n" if subject else ""
     with engine.begin() as conn:
         if db.is_sqlite(engine):
+            when = f"WHEN instr(NEW.content, CAST('{needle}' AS BLOB)) > 0" if needle else ""
             conn.execute(
                 text(
-                    f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON messages FOR EACH ROW {when} "
+                    f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON raw_mails FOR EACH ROW {when} "
                     "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
                 )
             )
             return
+        when = f"WHEN (position(convert_to('{needle}', 'UTF8') in NEW.content) > 0)"
         conn.execute(
             text(
                 f"CREATE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS "
@@ -340,8 +353,8 @@ def add_failing_trigger(engine: Engine, *, subject: str | None = None) -> None:
         )
         conn.execute(
             text(
-                f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON messages FOR EACH ROW {when} "
-                f"EXECUTE FUNCTION {TRIGGER}()"
+                f"CREATE TRIGGER {TRIGGER} BEFORE INSERT ON raw_mails FOR EACH ROW "
+                f"{when if needle else ''} EXECUTE FUNCTION {TRIGGER}()"
             )
         )
 
@@ -351,7 +364,7 @@ def drop_failing_trigger(engine: Engine) -> None:
         if db.is_sqlite(engine):
             conn.execute(text(f"DROP TRIGGER {TRIGGER}"))
         else:
-            conn.execute(text(f"DROP TRIGGER {TRIGGER} ON messages"))
+            conn.execute(text(f"DROP TRIGGER {TRIGGER} ON raw_mails"))
             conn.execute(text(f"DROP FUNCTION {TRIGGER}()"))
 
 

@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -19,7 +20,6 @@ from sqlalchemy import Engine
 from helpdesk import bootstrap, db, subscribers
 from helpdesk.accounts import users
 from helpdesk.clock import utcnow
-from helpdesk.intake import receive
 from helpdesk.settings import Settings, SettingsError
 
 log = logging.getLogger("helpdesk")
@@ -72,12 +72,13 @@ def _require_schema(engine: Engine) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(every_second: Callable[[], None] | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(1.0):
-        pass
+        if every_second is not None:
+            every_second()
 
 
 @cli.command("init", with_appcontext=False)
@@ -103,30 +104,30 @@ def _web_server(settings: Settings, engine: Engine, host: str, port: int, dispat
 @click.option("--web", "web_addr", default="127.0.0.1:8080", show_default=True)
 @click.option("--smtp", "smtp_addr", default="127.0.0.1:2525", show_default=True)
 def serve_command(web_addr: str, smtp_addr: str) -> None:
-    """Run web app, mail gateway and worker in one process (creates the database if needed)."""
-    from helpdesk.scheduler import start_scheduler
-    from mailgate.outbox_sender import start_worker
-    from mailgate.server import start_gateway
+    """Run everything: web app here, mail gateway and worker as child processes
+    (creates the database if needed)."""
+    from helpdesk.processes import Child, Supervisor
 
     settings, engine = _load()
     _init(settings, engine)
     web_host, web_port = _host_port(web_addr, "--web")
-    smtp_host, smtp_port = _host_port(smtp_addr, "--smtp")
-    dispatcher = subscribers.standard(settings)
-    gateway = start_gateway(settings, smtp_host, smtp_port, engine, dispatcher)
-    worker, _ = start_worker(settings, engine, dispatcher)
-    scheduler, _ = start_scheduler(settings, engine, dispatcher)
-    server = _web_server(settings, engine, web_host, web_port, dispatcher)
-    thread = threading.Thread(target=server.run, name="web", daemon=True)
-    thread.start()
-    click.echo(f"helpdesk: web on http://{web_host}:{web_port}/, SMTP on {smtp_host}:{smtp_port}")
+    _host_port(smtp_addr, "--smtp")  # refuse a bad value here, not in the child
+    engine.dispose()  # the children open their own
+    supervisor = Supervisor(
+        [Child("mailgate", ["mailgate", "--smtp", smtp_addr]), Child("worker", ["worker"])]
+    )
+    supervisor.start()
     try:
-        _wait_for_signal()
+        server = _web_server(settings, db.make_engine(settings), web_host, web_port)
+        thread = threading.Thread(target=server.run, name="web", daemon=True)
+        thread.start()
+        click.echo(f"helpdesk: web on http://{web_host}:{web_port}/, SMTP on {smtp_addr}")
+        try:
+            _wait_for_signal(supervisor.check)
+        finally:
+            server.close()
     finally:
-        server.close()
-        gateway.stop()
-        worker.stop()
-        scheduler.stop()
+        supervisor.stop()
 
 
 @cli.command("web", with_appcontext=False)
@@ -149,7 +150,7 @@ def mailgate_command(smtp_addr: str) -> None:
     settings, engine = _load()
     _require_schema(engine)
     host, port = _host_port(smtp_addr, "--smtp")
-    gateway = start_gateway(settings, host, port, engine, subscribers.standard(settings))
+    gateway = start_gateway(settings, host, port, engine)
     click.echo(f"helpdesk mailgate on {host}:{port}", err=True)
     try:
         _wait_for_signal()
@@ -159,21 +160,26 @@ def mailgate_command(smtp_addr: str) -> None:
 
 @cli.command("worker", with_appcontext=False)
 def worker_command() -> None:
-    """Run the worker alone: delivers the outbox and runs periodic jobs (SLA escalation)."""
+    """Run the worker alone: applies spooled mail, delivers the outbox, runs periodic jobs."""
+    from helpdesk.intake.applier import start_applier
     from helpdesk.scheduler import start_scheduler
     from mailgate.outbox_sender import start_worker
 
     settings, engine = _load()
     _require_schema(engine)
     dispatcher = subscribers.standard(settings)
+    applier, applier_thread = start_applier(settings, engine, dispatcher=dispatcher)
     worker, thread = start_worker(settings, engine, dispatcher)
     scheduler, _ = start_scheduler(settings, engine, dispatcher)
     click.echo(f"helpdesk worker delivering to {settings.smtp_relay}", err=True)
     try:
         _wait_for_signal()
     finally:
+        applier.stop()
         scheduler.stop()
         worker.stop()
+        applier_thread.join(30)
+        applier.close()
         thread.join(30)
 
 
@@ -230,25 +236,37 @@ def mail_group() -> None:
     """Stored mail."""
 
 
-@mail_group.command("reprocess", with_appcontext=False)
-def mail_reprocess_command() -> None:
-    """Retry every stored message whose processing failed."""
-    settings, engine = _load()
+@mail_group.command("status", with_appcontext=False)
+def mail_status_command() -> None:
+    """Counts of spooled, applied, unparsed and failed mail; the ones that need a look."""
+    from helpdesk.intake import pipe
+
+    _settings, engine = _load()
     _require_schema(engine)
-    sessions = subscribers.writing_sessions(engine, settings)
-    with sessions() as session:
-        ids = [row.id for row in receive.failed_mails(session)]
-    counts: dict[str, int] = {}
-    for raw_id in ids:
-        with sessions() as session, session.begin():
-            row = session.get(receive.RawMail, raw_id)
-            if row is None or row.state != "failed":
-                continue
-            result = receive.reprocess(session, row, settings=settings, now=utcnow())
-            counts[result.outcome] = counts.get(result.outcome, 0) + 1
-            click.echo(f"raw mail {raw_id}: {result.outcome} {result.reason}".rstrip())
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do"
-    click.echo(f"reprocessed {len(ids)} failed messages: {summary}")
+    with db.session_factory(engine)() as session:
+        state = pipe.status(session)
+    click.echo(" ".join(f"{name} {count}" for name, count in state.counts.items()))
+    waiting = state.waiting_for(utcnow())
+    click.echo(f"oldest unapplied: {f'{waiting.total_seconds():.1f} s ago' if waiting else '-'}")
+    for problem in state.problems:
+        ticket = f"ticket {problem.ticket_number}" if problem.ticket_number else "no ticket"
+        click.echo(
+            f"raw mail {problem.raw_mail_id} {problem.state} {problem.received_at:%Y-%m-%d %H:%M} "
+            f"from <{problem.mail_from}> {problem.size} bytes, {ticket}: {problem.reason}"
+        )
+
+
+@mail_group.command("reprocess", with_appcontext=False)
+@click.argument("ids", nargs=-1, type=int)
+def mail_reprocess_command(ids: tuple[int, ...]) -> None:
+    """Put failed mail (all, or the given raw mail ids) back in the spool for the applier."""
+    from helpdesk.intake import pipe
+
+    _settings, engine = _load()
+    _require_schema(engine)
+    with db.session_factory(engine, write=True)() as session, session.begin():
+        count = pipe.reprocess(session, list(ids) or None)
+    click.echo(f"{count} failed messages back in the spool; the worker applies them")
 
 
 @cli.group("tls")

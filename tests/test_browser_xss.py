@@ -300,6 +300,7 @@ def test_xss_corpus_by_mail_never_executes(gateway, session, make_user, open_age
         for index, item in enumerate(PAYLOADS):
             smtp.sendmail(SENDER, ["help-desk@example.com"], payload_mail(index, item["payload"]))
         smtp.sendmail(SENDER, ["help-desk@example.com"], all_in_one_mail())
+    gateway.settle()
     tickets = _tickets(session)
     make_user("agent@example.com", "agent", ["help-desk"])
 

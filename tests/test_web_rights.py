@@ -144,6 +144,7 @@ def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no
             for who in PRINCIPALS:
                 send(queue, f"Source {who} {queue}", "Merged away in the matrix.")
 
+    gateway.settle()
     session.expire_all()
     rows = session.execute(
         select(Ticket.number, Ticket.subject, Queue.slug).join(Queue, Ticket.queue_id == Queue.id)

@@ -6,8 +6,8 @@ transaction and calls ``apply_spooled`` for it, inside its batch's
 transaction: the duplicate check, then ``apply`` (classify, thread, open or
 follow up, acknowledge, notify, SLA), and the row's new state, all committed
 together. A message we cannot apply is kept raw with state ``failed``
-(``reprocess`` tries again later); a database error propagates so the
-caller rolls back and the row stays spooled.
+(``helpdesk.intake.pipe.reprocess`` puts it back in the spool); a database
+error propagates so the caller rolls back and the row stays spooled.
 
 ``receive`` does both steps at once in the caller's transaction, for imports
 and tests that have the bytes in hand.
@@ -40,7 +40,7 @@ from helpdesk.tickets.facts import facts_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Envelope", "IntakeResult", "apply", "apply_spooled", "receive", "reprocess"]
+__all__ = ["Envelope", "IntakeResult", "apply", "apply_spooled", "receive"]
 
 
 @dataclass
@@ -112,20 +112,6 @@ def apply_spooled(
     if mail.unparsed and row.state == "processed":
         row.state, row.error = "unparsed", mail.unparsed
     return result
-
-
-def reprocess(session: Session, row: RawMail, *, settings: Settings, now: datetime) -> IntakeResult:
-    """Try a stored failed (or unparsed) message again, in this process."""
-    mail = read_message(row.content, Limits.from_settings(settings))
-    row.state = "spooled"
-    row.dedup_key = None
-    session.flush()
-    return apply_spooled(session, row, mail, settings=settings, now=now)
-
-
-def failed_mails(session: Session, limit: int = 1000) -> list[RawMail]:
-    stmt = select(RawMail).where(RawMail.state == "failed").order_by(RawMail.id).limit(limit)
-    return list(session.scalars(stmt))
 
 
 def _fail(row: RawMail, error: str, now: datetime) -> IntakeResult:

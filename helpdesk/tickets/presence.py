@@ -1,27 +1,118 @@
 """Presence for the collision hint: who is viewing a ticket, and what happened on
-it since an agent opened it."""
+it since an agent opened it; and when a browser session was last used.
+
+Seeing is not a change: a GET request must not write (a write on SQLite
+takes the database's one write lock, and a request that reads then writes
+fails at once when another process wrote meanwhile). So views note who was
+seen where in a ``Recorder``, which a background thread writes every half
+second in one short transaction of its own; when the database is busy, the
+write is dropped, never a request. ``other_viewers`` also counts what this
+process noted but has not written yet.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.models import Message, Ticket, TicketViewer, User
+from helpdesk.models import Message, Ticket, TicketViewer, User, WebSession
+
+log = logging.getLogger(__name__)
 
 FRESH = timedelta(seconds=60)
+# A browser session's last use is written at most this often.
+SESSION_GRANULARITY = timedelta(minutes=1)
 
 
-def touch(session: Session, ticket: Ticket, user: User, *, now: datetime) -> None:
-    row = session.get(TicketViewer, (ticket.id, user.id))
-    if row is None:
-        session.add(TicketViewer(ticket_id=ticket.id, user_id=user.id, last_seen_at=now))
-    else:
-        row.last_seen_at = now
+class Recorder:
+    """Best-effort "last seen" writes, coalesced and off the request."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, interval: float = 0.5) -> None:
+        self._sessions = sessions
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._viewers: dict[tuple[int, int], datetime] = {}
+        self._web_sessions: dict[str, datetime] = {}
+        self._thread: threading.Thread | None = None
+
+    def viewer(self, ticket_id: int, user_id: int, now: datetime) -> None:
+        with self._lock:
+            self._viewers[(ticket_id, user_id)] = now
+            self._wake()
+
+    def web_session(self, session_id: str, now: datetime) -> None:
+        with self._lock:
+            self._web_sessions[session_id] = now
+            self._wake()
+
+    def noted_viewers(self, ticket_id: int) -> dict[int, datetime]:
+        """Users noted on this ticket and not yet written: user id -> when."""
+        with self._lock:
+            return {user: at for (ticket, user), at in self._viewers.items() if ticket == ticket_id}
+
+    def _wake(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="presence", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        idle = 0
+        while idle < 20:  # the thread ends after ~10 s with nothing to write
+            time.sleep(self._interval)
+            idle = 0 if self.flush() else idle + 1
+
+    def flush(self) -> bool:
+        """Write what was noted, in one transaction; False when there was nothing."""
+        with self._lock:
+            viewers, self._viewers = self._viewers, {}
+            web_sessions, self._web_sessions = self._web_sessions, {}
+        if not viewers and not web_sessions:
+            return False
+        try:
+            with self._sessions() as session, session.begin():
+                for (ticket_id, user_id), at in viewers.items():
+                    _seen_on(session, ticket_id, user_id, at)
+                for session_id, at in web_sessions.items():
+                    session.execute(
+                        update(WebSession)
+                        .where(
+                            WebSession.id == session_id,
+                            WebSession.last_seen_at < at - SESSION_GRANULARITY,
+                        )
+                        .values(last_seen_at=at)
+                        .execution_options(synchronize_session=False)
+                    )
+        except SQLAlchemyError:
+            log.info("presence not recorded (database busy)", exc_info=True)
+        return True
 
 
-def other_viewers(session: Session, ticket: Ticket, user: User, *, now: datetime) -> list[User]:
+def _seen_on(session: Session, ticket_id: int, user_id: int, at: datetime) -> None:
+    try:
+        with session.begin_nested():
+            row = session.get(TicketViewer, (ticket_id, user_id))
+            if row is None:
+                session.add(TicketViewer(ticket_id=ticket_id, user_id=user_id, last_seen_at=at))
+            else:
+                row.last_seen_at = max(row.last_seen_at, at)
+    except SQLAlchemyError:  # the ticket or user is gone meanwhile
+        log.debug("viewer %s on ticket %s not recorded", user_id, ticket_id, exc_info=True)
+
+
+def touch(recorder: Recorder, ticket: Ticket, user: User, *, now: datetime) -> None:
+    """Note that ``user`` is looking at ``ticket`` (written shortly, best effort)."""
+    recorder.viewer(ticket.id, user.id, now)
+
+
+def other_viewers(
+    session: Session, ticket: Ticket, user: User, *, now: datetime, recorder: Recorder | None = None
+) -> list[User]:
     rows = session.scalars(
         select(TicketViewer).where(
             TicketViewer.ticket_id == ticket.id,
@@ -29,7 +120,14 @@ def other_viewers(session: Session, ticket: Ticket, user: User, *, now: datetime
             TicketViewer.last_seen_at >= now - FRESH,
         )
     )
-    return [row.user for row in rows]
+    viewers = {row.user_id: row.user for row in rows}
+    noted = recorder.noted_viewers(ticket.id) if recorder is not None else {}
+    for user_id, at in noted.items():
+        if user_id != user.id and user_id not in viewers and at >= now - FRESH:
+            other = session.get(User, user_id)
+            if other is not None:
+                viewers[user_id] = other
+    return list(viewers.values())
 
 
 def newer_messages(session: Session, ticket: Ticket, user: User, after_id: int) -> list[Message]:

@@ -16,6 +16,7 @@ from helpdesk.settings import Settings
 from helpdesk.subscribers import standard
 from helpdesk.tickets.dispatch import Dispatcher, attach
 from helpdesk.tickets.listing import MAX_ID
+from helpdesk.tickets.presence import Recorder
 from helpdesk.web import errors
 from helpdesk.web.proxy import TrustedProxies
 
@@ -60,10 +61,13 @@ def create_app(
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxy_networks)  # type: ignore[method-assign]
     app.url_map.converters["int"] = IdConverter  # before any route is added
     engine = engine or make_engine(settings)
+    dispatcher = dispatcher or standard(settings)
     app.extensions["helpdesk"] = {
         "settings": settings,
         "engine": engine,
-        "sessions": attach(session_factory(engine), dispatcher or standard(settings)),
+        "sessions": attach(session_factory(engine), dispatcher),
+        "write_sessions": attach(session_factory(engine, write=True), dispatcher),
+        "seen": Recorder(session_factory(engine, write=True)),
     }
 
     from helpdesk.web import admin, api, db, login, reports, security, sla_admin, tickets, views

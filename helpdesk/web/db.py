@@ -1,18 +1,34 @@
 """Per-request database sessions: opened on first use, committed by the view that
-writes (``commit()``), rolled back and closed at teardown."""
+writes (``commit()``), rolled back and closed at teardown.
+
+A request that may write (POST, PUT, PATCH, DELETE) gets a write session:
+on SQLite its transaction begins with ``BEGIN IMMEDIATE``, so it waits for
+another process's write (the busy timeout) instead of failing when it
+reads first and writes later. GET and HEAD get read sessions and never
+write; "last seen" goes through ``seen()``, best effort, off the request."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy.orm import Session
 
 from helpdesk.settings import Settings
+from helpdesk.tickets.presence import Recorder
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_session() -> Session:
     if "db" not in g:
-        g.db = current_app.extensions["helpdesk"]["sessions"]()
+        helpdesk = current_app.extensions["helpdesk"]
+        writes = has_request_context() and request.method not in READ_METHODS
+        g.db = helpdesk["write_sessions" if writes else "sessions"]()
     return g.db
+
+
+def seen() -> Recorder:
+    """Where views note who was seen (presence, session use), written in the background."""
+    return current_app.extensions["helpdesk"]["seen"]
 
 
 def get_settings() -> Settings:

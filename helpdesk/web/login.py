@@ -25,8 +25,8 @@ from wtforms.validators import DataRequired
 
 from helpdesk.accounts import signin
 from helpdesk.clock import utcnow
-from helpdesk.models import User
-from helpdesk.web.db import commit, get_session
+from helpdesk.models import User, WebSession
+from helpdesk.web.db import commit, get_session, seen
 from helpdesk.web.security import require_valid
 
 bp = Blueprint("login", __name__)
@@ -63,10 +63,16 @@ def init_app(app: Flask) -> None:
 
     @manager.user_loader
     def load(session_id: str) -> SignedIn | None:
-        user = signin.session_user(get_session(), session_id, now=utcnow())
+        """The signed-in user; writes nothing in the request (a GET must not write):
+        the session's last use is noted for the background recorder instead."""
+        session, now = get_session(), utcnow()
+        with session.no_autoflush:
+            user = signin.session_user(session, session_id, now=now)
+            for row in [obj for obj in session.dirty if isinstance(obj, WebSession)]:
+                session.expire(row, ["last_seen_at"])  # drop the in-request change
         if user is None:
             return None
-        commit()  # last_seen_at
+        seen().web_session(session_id, now)
         return SignedIn(session_id, user)
 
 

@@ -47,7 +47,7 @@ from helpdesk.tickets import conversation, history, lifecycle, presence
 from helpdesk.tickets.bulk import assignable_agents
 from helpdesk.tickets.listing import parse_id, visible_queues, visible_ticket
 from helpdesk.web import uploads
-from helpdesk.web.db import commit, get_session, get_settings
+from helpdesk.web.db import commit, get_session, get_settings, recorder
 from helpdesk.web.login import user
 from helpdesk.web.security import allow_remote_images
 
@@ -121,8 +121,8 @@ def show(number: int):  # type: ignore[no-untyped-def]
     show_images = request.args.get("images") == "1"
     if show_images:
         allow_remote_images()
-    presence.touch(session, ticket, user(), now=now)
-    viewers = presence.other_viewers(session, ticket, user(), now=now)
+    presence.touch(recorder(), ticket, user(), now=now)
+    viewers = presence.other_viewers(session, ticket, user(), now=now, recorder=recorder())
     events = history.of(session, ticket)
     canned = list(
         session.scalars(
@@ -295,8 +295,9 @@ def presence_state(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket(number)
     now = utcnow()
     after = request.args.get("after", "0")
-    presence.touch(session, ticket, user(), now=now)
-    viewers = [u.name or u.email for u in presence.other_viewers(session, ticket, user(), now=now)]
+    presence.touch(recorder(), ticket, user(), now=now)
+    others = presence.other_viewers(session, ticket, user(), now=now, recorder=recorder())
+    viewers = [u.name or u.email for u in others]
     newer = presence.newer_messages(session, ticket, user(), parse_id(after) or 0)
     commit()
     return jsonify(viewers=viewers, new_messages=len(newer))

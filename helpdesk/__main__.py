@@ -1,0 +1,5 @@
+"""``python -m helpdesk``: the same as the ``helpdesk`` command."""
+
+from helpdesk.cli import main
+
+main()

@@ -213,7 +213,11 @@ class RunningGateway:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        """Stop the gateway and the applier (once; later calls do nothing)."""
+        if self.gateway is None:
+            return
         self.gateway.stop()  # type: ignore[attr-defined]
+        self.gateway = None
         if self.applier is not None:
             self.applier.stop()  # type: ignore[attr-defined]
             self.applier_thread.join(30)  # type: ignore[attr-defined]

@@ -18,12 +18,12 @@ from urllib.parse import unquote
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from helpdesk import db
 from helpdesk.accounts import signin
 from helpdesk.clock import utcnow
-from helpdesk.models import SlaCalendar, SlaPolicy, Ticket, User, WebSession
+from helpdesk.models import RawMail, SlaCalendar, SlaPolicy, Ticket, User, WebSession
 from helpdesk.models.base import Base
 from helpdesk.tickets import canned
 from tests.test_web_rights import mail
@@ -45,6 +45,12 @@ class Setup:
     canned_id: int
     calendar_id: int
     policy_id: int
+    failed_id: int  # a raw mail that could not be applied
+
+    def failed_again(self) -> None:
+        """Mail put back in the spool is failed again (the applier is stopped here)."""
+        with self.engine.begin() as conn:  # type: ignore[attr-defined]
+            conn.execute(update(RawMail).where(RawMail.state == "spooled").values(state="failed"))
 
 
 @pytest.fixture
@@ -53,6 +59,9 @@ def setup(app, gateway, make_user, engine, session) -> Setup:  # type: ignore[no
         sender = f"{subject.split()[-1]}@customer.example"
         raw = mail(sender=sender, queue="help-desk", subject=subject, body="Help!")
         gateway.send(raw, mail_from=sender)
+    # No sender anywhere: stored, but it cannot become a ticket (failed).
+    gateway.send(b"To: help-desk@example.com\r\nSubject: who?\r\n\r\nNo From.\r\n", mail_from="")
+    gateway.stop()  # no applier from here on: reprocessed mail stays in the spool
     make_user(AGENT, "agent", ["help-desk", "tech-support"])
     make_user(ADMIN, "admin")
     make_user("active@example.com", "agent", ["help-desk"])
@@ -74,6 +83,7 @@ def setup(app, gateway, make_user, engine, session) -> Setup:  # type: ignore[no
         canned_id=canned_id,
         calendar_id=session.scalars(select(SlaCalendar.id)).first(),
         policy_id=session.scalars(select(SlaPolicy.id)).first(),
+        failed_id=session.scalars(select(RawMail.id).where(RawMail.state == "failed")).one(),
     )
 
 
@@ -204,6 +214,12 @@ RECIPES: dict[str, Recipe] = {
     "/admin/sla/policies/new": Recipe(ADMIN, lambda s: "/admin/sla/policies/new", policy_form),
     "/admin/sla/policies/<int:policy_id>": Recipe(
         ADMIN, lambda s: f"/admin/sla/policies/{s.policy_id}", policy_form
+    ),
+    "/admin/mail/reprocess": Recipe(ADMIN, lambda s: "/admin/mail/reprocess", lambda s: {}),
+    "/admin/mail/<int:raw_mail_id>/reprocess": Recipe(
+        ADMIN,
+        lambda s: s.failed_again() or f"/admin/mail/{s.failed_id}/reprocess",
+        lambda s: {},
     ),
     "/admin/sla/policies/<int:policy_id>/delete": Recipe(
         ADMIN, lambda s: f"/admin/sla/policies/{s.policy_id}/delete", lambda s: {}

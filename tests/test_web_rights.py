@@ -39,6 +39,7 @@ from helpdesk.models import (
     Attachment,
     Message,
     Queue,
+    RawMail,
     SlaCalendar,
     SlaPolicy,
     Ticket,
@@ -112,6 +113,7 @@ class World:
     canned_id: int
     calendar_id: int
     policy_id: int
+    raw_mail_id: int
     user_ids: dict[str, int] = field(default_factory=dict)
 
     def email(self, who: str) -> str:
@@ -192,6 +194,7 @@ def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no
         canned_id=canned_id,
         calendar_id=session.scalars(select(SlaCalendar.id)).first(),
         policy_id=session.scalars(select(SlaPolicy.id)).first(),
+        raw_mail_id=session.scalars(select(RawMail.id)).first(),
         user_ids=user_ids,
     )
 
@@ -315,6 +318,10 @@ def queues_(w: World, *, scoped: bool = True) -> list[Target]:
 
 def reports_(w: World) -> list[Target]:
     return [Target(k, {"kind": k}) for k in ("figures", "tickets")]
+
+
+def raw_mails_(w: World) -> list[Target]:
+    return [Target("raw mail", {"raw_mail_id": w.raw_mail_id}), *absent("raw_mail_id")]
 
 
 def calendars_(w: World) -> list[Target]:
@@ -465,6 +472,10 @@ ROUTES: dict[tuple[str, str], Route] = {
         ],
         lambda w, who, t: {},
     ),
+    ("mail_admin.index", "GET"): Route(ADMIN),
+    ("mail_admin.original", "GET"): Route(ADMIN, raw_mails_),
+    ("mail_admin.reprocess_all", "POST"): Route(ADMIN, data=lambda w, who, t: {}),
+    ("mail_admin.reprocess_one", "POST"): Route(ADMIN, raw_mails_, lambda w, who, t: {}),
     ("sla_admin.index", "GET"): Route(ADMIN),
     ("sla_admin.calendar_page", "GET"): Route(ADMIN, calendars_),
     ("sla_admin.calendar_page", "POST"): Route(ADMIN, calendars_, calendar_form),

@@ -70,7 +70,18 @@ def create_app(
         "seen": Recorder(session_factory(engine, write=True)),
     }
 
-    from helpdesk.web import admin, api, db, login, reports, security, sla_admin, tickets, views
+    from helpdesk.web import (
+        admin,
+        api,
+        db,
+        login,
+        mail_admin,
+        reports,
+        security,
+        sla_admin,
+        tickets,
+        views,
+    )
 
     db.init_app(app)
     security.init_app(app)
@@ -78,7 +89,9 @@ def create_app(
     login.init_app(app)
     csrf = CSRFProtect(app)
     csrf.exempt(api.bp)  # bearer tokens, no cookies
-    blueprints = (login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, api.bp)
+    blueprints = (
+        login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, api.bp, mail_admin.bp,
+    )  # fmt: skip
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 

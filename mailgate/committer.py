@@ -106,9 +106,15 @@ class IntakeCommitter:
         self._thread = threading.Thread(target=self._run, name="intake-committer", daemon=True)
         self.batches = 0
         self.messages = 0
+        self.taken = 0
+        self._busy = False
 
     def start(self) -> None:
         self._thread.start()
+
+    def idle(self) -> bool:
+        """Nothing queued and no transaction under way."""
+        return not self._busy and self._jobs.empty()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._jobs.put(_STOP)
@@ -131,6 +137,7 @@ class IntakeCommitter:
             first = self._jobs.get()
             if first is _STOP:
                 return
+            self._busy = True
             batch: list[Job] = []
             size = 0
             stop = False
@@ -141,6 +148,7 @@ class IntakeCommitter:
                     break
                 job: Job = item  # type: ignore[assignment]
                 if job.take():
+                    self.taken += 1
                     batch.append(job)
                     size += len(job.delivery.raw)
                 if len(batch) >= self._max_batch or size >= self._max_batch_bytes:
@@ -151,6 +159,7 @@ class IntakeCommitter:
                     break
             if batch:
                 self._commit(batch)
+            self._busy = False
             if stop:
                 return
 

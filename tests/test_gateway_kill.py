@@ -1,13 +1,17 @@
-"""Crash safety: a gateway process killed with SIGKILL at random moments loses no accepted mail.
+"""Crash safety: the gateway and the worker killed with SIGKILL at random moments lose no
+accepted mail and apply none twice.
 
-A real ``helpdesk mailgate`` subprocess on the test's database (SQLite and
-PostgreSQL) receives a stream of messages, each with a unique Message-ID and
-sender, from several client threads that retry like an MTA on connection errors
-and 4xx replies. The test kills the process several times at random moments
-and restarts it. Afterwards every message that got 250 is stored (raw mail,
-ticket, inbound message, acknowledgement), none is stored twice, ticket
-numbers have no gaps, every message was eventually accepted, no reply was
-ever a 5xx, and the last process exits cleanly on SIGTERM. Set
+Real ``helpdesk mailgate`` and ``helpdesk worker`` subprocesses on the test's
+database (SQLite and PostgreSQL): the gateway receives a stream of messages,
+each with a unique Message-ID and sender, from several client threads that
+retry like an MTA on connection errors and 4xx replies; the worker's applier
+turns them into tickets. The test kills the worker mid-batch (while mail is
+waiting to be applied) several times, and the gateway too, sometimes both at
+once, and restarts them. Afterwards every message that got 250 ends as
+exactly one raw mail and one inbound message, each new ticket has exactly one
+acknowledgement, ticket numbers have no gaps (a killed batch rolls back its
+counter too), every message was eventually accepted, no reply was ever a
+5xx, and the last processes exit cleanly on SIGTERM. Set
 ``HELPDESK_KILL_SEED`` to replay a run's kill timings.
 """
 
@@ -31,6 +35,7 @@ import pytest
 from sqlalchemy import func, select
 
 from helpdesk import db
+from helpdesk.intake.spool import pending
 from helpdesk.models import Message, OutboxMail, RawMail, Ticket
 from tests.conftest import SECRET, free_port
 
@@ -45,29 +50,28 @@ READY_TIMEOUT = 30.0
 
 
 class GatewayProcess:
-    """``helpdesk mailgate`` as a child process, started again after each kill."""
+    """``helpdesk mailgate`` (or, with ``port=None``, ``helpdesk worker``) as a child
+    process, started again after each kill."""
 
-    def __init__(self, database_url: str, port: int, workdir: Path) -> None:
+    def __init__(self, database_url: str, port: int | None, workdir: Path) -> None:
         self.port = port
         self.workdir = workdir
+        self.name = "mailgate" if port else "worker"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
         self.env.update(
             HELPDESK_DATABASE_URL=database_url,
             HELPDESK_SECRET_KEY=SECRET,
             HELPDESK_MAIL_DOMAIN="example.com",
         )
-        self.command = [
-            str(Path(sys.executable).with_name("helpdesk")),
-            "mailgate",
-            "--smtp",
-            f"127.0.0.1:{port}",
-        ]
+        self.command = [str(Path(sys.executable).with_name("helpdesk")), self.name]
+        if port:
+            self.command += ["--smtp", f"127.0.0.1:{port}"]
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
-        log = self.workdir / f"mailgate-{self.starts}.log"
+        log = self.workdir / f"{self.name}-{self.starts}.log"
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 self.command, cwd=self.workdir, env=self.env, stdout=out, stderr=out
@@ -77,17 +81,19 @@ class GatewayProcess:
     def _wait_ready(self) -> None:
         """Bounded wait until the port answers with an SMTP greeting."""
         assert self.process is not None
+        if self.port is None:
+            return
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                pytest.fail(f"mailgate exited with {self.process.returncode}:\n{self.logs()}")
+                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.logs()}")
             try:
                 with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as client:
                     if client.noop()[0] == 250:
                         return
             except (OSError, smtplib.SMTPException):
                 time.sleep(0.1)
-        pytest.fail(f"mailgate not ready after {READY_TIMEOUT} s:\n{self.logs()}")
+        pytest.fail(f"{self.name} not ready after {READY_TIMEOUT} s:\n{self.logs()}")
 
     def kill(self) -> None:
         assert self.process is not None
@@ -108,7 +114,7 @@ class GatewayProcess:
         return self.process.returncode
 
     def logs(self) -> str:
-        log = self.workdir / f"mailgate-{self.starts}.log"
+        log = self.workdir / f"{self.name}-{self.starts}.log"
         return log.read_text(errors="replace")[-4000:] if log.exists() else ""
 
 
@@ -200,11 +206,17 @@ def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def test_sigkill_loses_no_accepted_mail_and_stores_none_twice(database_url, engine, tmp_path):
+def spooled(engine) -> int:  # type: ignore[no-untyped-def]
+    with db.session_factory(engine)() as session:
+        return pending(session)
+
+
+def test_sigkill_loses_no_accepted_mail_and_applies_none_twice(database_url, engine, tmp_path):
     seed = int(os.environ.get("HELPDESK_KILL_SEED") or time.time_ns() % 1_000_000)
     print(f"HELPDESK_KILL_SEED={seed}")
     rng = random.Random(seed)
     gateway = GatewayProcess(database_url, free_port(), tmp_path)
+    worker = GatewayProcess(database_url, None, tmp_path)
     ledger = Ledger()
     stop = threading.Event()
     deadline = time.monotonic() + TEST_DEADLINE
@@ -216,44 +228,54 @@ def test_sigkill_loses_no_accepted_mail_and_stores_none_twice(database_url, engi
         for _ in range(SENDERS)
     ]
     gateway.start()
+    worker.start()
+    worker_kills_mid_batch = 0
     try:
         for thread in threads:
             thread.start()
-        for _ in range(KILLS):
+        for round_ in range(KILLS):
             # Kill while mail is flowing: after a fresh 250, plus a random moment.
             seen = ledger.accepted_count()
             assert wait_for(lambda s=seen: ledger.accepted_count() > s, 60), gateway.logs()
             time.sleep(rng.uniform(0.0, 1.0))
-            gateway.kill()
+            # The worker every round, mid-batch if mail is waiting; the gateway every other
+            # round, at the same moment.
+            victims = [worker, gateway] if round_ % 2 else [worker]
+            worker_kills_mid_batch += spooled(engine) > 0
+            for victim in victims:
+                victim.kill()
             time.sleep(rng.uniform(0.0, 0.2))
-            gateway.start()
-        # Let the stream run on the last process a little, then drain.
+            for victim in victims:
+                victim.start()
+        # Let the stream run on the last processes a little, then drain.
         seen = ledger.accepted_count()
         assert wait_for(lambda: ledger.accepted_count() >= seen + 10, 60), gateway.logs()
         stop.set()
         for thread in threads:
             thread.join(timeout=MESSAGE_DEADLINE + 10)
         assert not any(thread.is_alive() for thread in threads)
+        assert wait_for(lambda: spooled(engine) == 0, 120), worker.logs()
         assert gateway.stop() == 0, f"no clean exit on SIGTERM:\n{gateway.logs()}"
+        assert worker.stop() == 0, f"no clean exit on SIGTERM:\n{worker.logs()}"
     finally:
         stop.set()
         gateway.stop()
+        worker.stop()
 
-    duplicates = sum(
-        log.read_text(errors="replace").count(": duplicate")
-        for log in tmp_path.glob("mailgate-*.log")
-    )
     print(
         f"{len(ledger.sent)} sent, {len(ledger.accepted)} accepted over {gateway.starts} "
-        f"gateway starts; retries {dict(ledger.retries)}; {duplicates} resent after commit"
+        f"gateway and {worker.starts} worker starts ({worker_kills_mid_batch} worker kills "
+        f"with mail waiting); retries {dict(ledger.retries)}"
     )
     assert ledger.permanent == [], "a 5xx reply for a valid message"
     assert ledger.given_up == [], "messages never accepted after restarts"
     assert sorted(ledger.accepted) == sorted(ledger.sent)
     assert len(set(ledger.accepted)) == len(ledger.accepted)
     assert ledger.retries["dropped"] > 0, "no kill hit a session; nothing was proven"
+    assert worker_kills_mid_batch > 0, "no worker kill hit mail waiting; nothing was proven"
 
     with db.session_factory(engine)() as session:
+        states = Counter(session.scalars(select(RawMail.state)))
         raw_ids = Counter(session.scalars(select(RawMail.message_id)))
         inbound = Counter(
             session.scalars(select(Message.message_id).where(Message.kind == "inbound"))
@@ -262,7 +284,12 @@ def test_sigkill_loses_no_accepted_mail_and_stores_none_twice(database_url, engi
             select(func.count()).select_from(RawMail).where(RawMail.ticket_id.is_(None))
         )
         numbers_ = sorted(session.scalars(select(Ticket.number)))
-        acks = session.scalar(select(func.count()).select_from(OutboxMail))
+        acks = Counter(
+            session.scalars(
+                select(OutboxMail.ticket_id).where(OutboxMail.purpose == "acknowledgement")
+            )
+        )
+    assert states == {"processed": len(ledger.accepted)}
     assert sorted(raw_ids) == sorted(ledger.accepted)
     assert max(raw_ids.values()) == 1
     assert sorted(inbound) == sorted(ledger.accepted)
@@ -270,4 +297,4 @@ def test_sigkill_loses_no_accepted_mail_and_stores_none_twice(database_url, engi
     assert unlinked == 0
     # One ticket per message, numbered without gaps: a crash rolls back the counter too.
     assert numbers_ == list(range(1, len(ledger.accepted) + 1))
-    assert acks == len(ledger.accepted)
+    assert len(acks) == len(ledger.accepted) and max(acks.values()) == 1

@@ -40,7 +40,7 @@ from helpdesk.clock import utcnow
 from helpdesk.db import session_factory
 from helpdesk.intake import lease
 from helpdesk.intake.parsing import Parser
-from helpdesk.intake.receive import apply_spooled
+from helpdesk.intake.receive import applied_by_key, apply_spooled
 from helpdesk.intake.wakeup import Wakeup
 from helpdesk.mail.inbound import InboundEmail
 from helpdesk.models import RawMail
@@ -225,6 +225,7 @@ class Applier:
             rows = {
                 row.id: row for row in session.scalars(select(RawMail).where(RawMail.id.in_(ids)))
             }
+            applied = applied_by_key(session, [mail.dedup_key for _, mail in parsed])
             for index, (item, mail) in enumerate(parsed):
                 row = rows.get(item.raw_id)
                 if row is None or row.state != "spooled":
@@ -234,7 +235,7 @@ class Applier:
                     with session.begin_nested():
                         result = apply_spooled(
                             session, row, mail, settings=self.settings, now=now,
-                            directory=directory,
+                            directory=directory, applied=applied,
                         )  # fmt: skip
                 except SQLAlchemyError as exc:
                     log.warning("raw mail %s: database error, will retry: %s", row.id, exc)

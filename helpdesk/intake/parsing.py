@@ -51,11 +51,14 @@ class Parser:
         self.limits = Limits.from_settings(settings)
         self.cpu_seconds = settings.parse_timeout
         self.wall_seconds = settings.parse_timeout * 3
+        self.workers = settings.parse_workers
         self._pool: ProcessPool | None = None
-        if settings.parse_workers > 0:
+        self._start_pool()
+
+    def _start_pool(self) -> None:
+        if self.workers > 0:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["helpdesk.mail.parse"])
-            self._pool = ProcessPool(max_workers=settings.parse_workers, context=context)
+            self._pool = ProcessPool(max_workers=self.workers, context=context)
 
     def submit(self, raw: bytes) -> Future[InboundEmail]:
         if self._pool is None:
@@ -72,9 +75,15 @@ class Parser:
     def result(self, future: Future[InboundEmail], raw: bytes) -> InboundEmail:
         """The parsed message; on a timeout or a dead worker, the header block alone."""
         try:
-            return future.result()
+            # Tasks are awaited in order, so this one runs by now or right after the
+            # one before it: twice the limit, plus room, unless the pool is wedged.
+            return future.result(timeout=self.wall_seconds * 2 + 30)
         except (FutureTimeout, TimeoutError):
             reason = f"reading it took longer than {self.wall_seconds:g} s"
+            if not future.done():
+                log.error("the parser pool is stuck; starting a new one")
+                self.close()
+                self._start_pool()
         except ProcessExpired as exc:
             reason = f"reading it used more than {self.cpu_seconds:g} s of CPU or crashed"
             log.warning("parser worker ended (exit code %s)", exc.exitcode)

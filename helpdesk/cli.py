@@ -137,8 +137,13 @@ def web_command(web_addr: str) -> None:
     settings, engine = _load()
     _require_schema(engine)
     host, port = _host_port(web_addr, "--web")
+    server = _web_server(settings, engine, host, port)
+    threading.Thread(target=server.run, name="web", daemon=True).start()
     click.echo(f"helpdesk web on http://{host}:{port}/")
-    _web_server(settings, engine, host, port).run()
+    try:
+        _wait_for_signal()
+    finally:
+        server.close()
 
 
 @cli.command("mailgate", with_appcontext=False)

@@ -2,18 +2,26 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL`` so that a commit is on disk
 before the gateway answers 250, and with a busy timeout so that a locked
-database fails within ``database_timeout`` seconds instead of hanging. Write
-transactions on SQLite begin with ``BEGIN IMMEDIATE`` (engine option
-``immediate=True``) so that two processes never fail on a stale snapshot.
-PostgreSQL uses psycopg 3 with a connect timeout for the same reason.
+database fails within ``database_timeout`` seconds instead of hanging. Every
+write transaction on SQLite (``session_factory(write=True)``: the gateway's
+spool, the applier, the worker, the web app's POSTs) begins with ``BEGIN
+IMMEDIATE``, so it takes the one write lock up front and never fails later
+on a stale snapshot. It waits for the lock by trying again every
+millisecond until ``database_timeout``, rather than with SQLite's own busy
+handler, whose sleeps grow to 100 ms: with several processes writing in
+short transactions, a writer that sleeps that long keeps missing the moments
+the lock is free. PostgreSQL uses psycopg 3 with a connect timeout and a
+lock timeout for the same reasons.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.instance import create_private_file, private_dir
@@ -89,9 +97,29 @@ def _configure_sqlite(engine: Engine, timeout: float) -> None:
         if options.get("isolation_level") == "AUTOCOMMIT":
             return
         if options.get("immediate"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(conn, timeout)
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+LOCK_POLL = 0.001  # seconds between tries for SQLite's write lock
+
+
+def _begin_immediate(conn: Connection, timeout: float) -> None:
+    """``BEGIN IMMEDIATE``, tried every millisecond until ``timeout`` (then the error)."""
+    deadline = time.monotonic() + timeout
+    conn.exec_driver_sql("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(LOCK_POLL)
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(timeout * 1000)}")
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 LEASE_NAME = "intake-applier"
 MAX_ATTEMPTS = 3
+# A batch's transaction ends after this much work, so that the gateway's spool
+# commits (SQLite: the same write lock) never wait long; then a short pause.
+MAX_TRANSACTION_SECONDS = 0.1
+PAUSE_AFTER_COMMIT = 0.003
 
 
 class LostLease(Exception):
@@ -125,6 +129,8 @@ class Applier:
                     done = 0
                 if not done:
                     self.wakeup.wait(self.idle if self._holding else lease.TTL.seconds / 10)
+                elif self.engine.dialect.name == "sqlite":
+                    time.sleep(PAUSE_AFTER_COMMIT)  # the lock is free for the gateway a moment
         finally:
             self._release()
 
@@ -188,8 +194,10 @@ class Applier:
         try:
             return self._apply(parsed)
         except Exception:
-            if not self._pending or self._pending[0] is not batch[0]:
-                self._pending.extendleft(reversed(batch))  # whole batch rolled back: redo it
+            # The whole batch rolled back: redo it, whatever went back to the queue.
+            taken = {id(item) for item in batch}
+            self._pending = deque(item for item in self._pending if id(item) not in taken)
+            self._pending.extendleft(reversed(batch))
             raise
 
     def _read_ahead(self) -> None:
@@ -243,6 +251,10 @@ class Applier:
                     break
                 log.info("raw mail %s: %s", row.id, result.outcome)
                 settled += 1
+                if time.perf_counter() - applied_at > MAX_TRANSACTION_SECONDS:
+                    for rest, _ in reversed(parsed[index + 1 :]):
+                        self._pending.appendleft(rest)
+                    break
             commit_at = time.perf_counter()
         self.stats.phases["apply"] += commit_at - applied_at
         self.stats.phases["commit"] += time.perf_counter() - commit_at

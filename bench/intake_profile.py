@@ -50,6 +50,7 @@ Rule = tuple[str, tuple[str, ...], tuple[str, ...]]
 # in the stack: which piece of the applier's (or the gateway's) work this time is for.
 STEPS: tuple[Rule, ...] = (
     ("parse: waiting for the pool", ("result",), ("helpdesk/intake/parsing.py",)),
+    ("waiting for the SQLite write lock", ("_begin_immediate",), ("helpdesk/db.py",)),
     ("read ahead (spooled rows)", ("_read_ahead",), ("helpdesk/intake/applier.py",)),
     ("lease", ("_hold", "renew", "acquire"), ("helpdesk/intake/",)),
     ("commit (COMMIT, fsync)", ("do_commit",), ()),

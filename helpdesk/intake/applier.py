@@ -45,7 +45,10 @@ from helpdesk.intake.wakeup import Wakeup
 from helpdesk.mail.inbound import InboundEmail
 from helpdesk.models import RawMail
 from helpdesk.settings import Settings
+from helpdesk.subscribers import writing_sessions
 from helpdesk.tickets import queues
+from helpdesk.tickets.dispatch import Dispatcher
+from helpdesk.tickets.facts import preload
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class Applier:
         engine: Engine,
         settings: Settings,
         *,
+        dispatcher: Dispatcher | None = None,
         wakeup: Wakeup | None = None,
         parser: Parser | None = None,
         batch_size: int = 100,
@@ -95,7 +99,8 @@ class Applier:
         self.engine = engine
         self.settings = settings
         self.reads = session_factory(engine)
-        self.writes = session_factory(engine, write=True)
+        # Applying changes tickets: its sessions carry the lifecycle's subscribers.
+        self.writes = writing_sessions(engine, settings, dispatcher)
         self.wakeup = wakeup or Wakeup(engine)
         self.parser = parser or Parser(settings)
         self.batch_size = batch_size
@@ -229,6 +234,7 @@ class Applier:
                 raise LostLease()
             self._renewed = time.monotonic()
             directory = queues.directory(session, mail_domain=self.settings.mail_domain)
+            preload(session)  # agents, queue members, SLA policies: once per batch
             ids = [item.raw_id for item, _ in parsed]
             rows = {
                 row.id: row for row in session.scalars(select(RawMail).where(RawMail.id.in_(ids)))

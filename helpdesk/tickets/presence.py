@@ -46,9 +46,10 @@ class Recorder:
             self._viewers[(ticket_id, user_id)] = now
             self._wake()
 
-    def web_session(self, session_id: str, now: datetime) -> None:
+    def web_session(self, id_hash: str, now: datetime) -> None:
+        """Note the use of the browser session stored under ``id_hash``."""
         with self._lock:
-            self._web_sessions[session_id] = now
+            self._web_sessions[id_hash] = now
             self._wake()
 
     def noted_viewers(self, ticket_id: int) -> dict[int, datetime]:
@@ -78,11 +79,11 @@ class Recorder:
             with self._sessions() as session, session.begin():
                 for (ticket_id, user_id), at in viewers.items():
                     _seen_on(session, ticket_id, user_id, at)
-                for session_id, at in web_sessions.items():
+                for id_hash, at in web_sessions.items():
                     session.execute(
                         update(WebSession)
                         .where(
-                            WebSession.id == session_id,
+                            WebSession.id_hash == id_hash,
                             WebSession.last_seen_at < at - SESSION_GRANULARITY,
                         )
                         .values(last_seen_at=at)

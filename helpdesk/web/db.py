@@ -5,7 +5,7 @@ A request that may write (POST, PUT, PATCH, DELETE) gets a write session:
 on SQLite its transaction begins with ``BEGIN IMMEDIATE``, so it waits for
 another process's write (the busy timeout) instead of failing when it
 reads first and writes later. GET and HEAD get read sessions and never
-write; "last seen" goes through ``seen()``, best effort, off the request."""
+write; "last seen" goes through ``recorder()``, best effort, off the request."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def get_session() -> Session:
     return g.db
 
 
-def seen() -> Recorder:
+def recorder() -> Recorder:
     """Where views note who was seen (presence, session use), written in the background."""
     return current_app.extensions["helpdesk"]["seen"]
 

@@ -24,9 +24,10 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from helpdesk.accounts import signin
+from helpdesk.accounts.sessions import stored_id
 from helpdesk.clock import utcnow
 from helpdesk.models import User, WebSession
-from helpdesk.web.db import commit, get_session, seen
+from helpdesk.web.db import commit, get_session, recorder
 from helpdesk.web.security import require_valid
 
 bp = Blueprint("login", __name__)
@@ -72,7 +73,7 @@ def init_app(app: Flask) -> None:
                 session.expire(row, ["last_seen_at"])  # drop the in-request change
         if user is None:
             return None
-        seen().web_session(session_id, now)
+        recorder().web_session(stored_id(session_id), now)
         return SignedIn(session_id, user)
 
 

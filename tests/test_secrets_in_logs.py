@@ -180,7 +180,7 @@ def test_no_secret_in_any_log_line(served: Served) -> None:
     assert api_status(served, forged_token) == 401
 
     # The database is locked by another process; the session was last seen 2 minutes
-    # ago, so the next page view would like to note that it was used.
+    # ago, so the next page view notes that it was used (best effort, not in the request).
     db_path = instance / "helpdesk.db"
     two_minutes_ago = (datetime.now(UTC) - timedelta(minutes=2)).isoformat(sep=" ")
     lock = sqlite3.connect(db_path, isolation_level=None)
@@ -201,7 +201,9 @@ def test_no_secret_in_any_log_line(served: Served) -> None:
         lock.execute("ROLLBACK")
         lock.close()
     assert 500 not in locked.values(), locked
-    assert locked["presence"] == 503 and locked["note"] == 503, locked
+    # A GET writes nothing (presence is recorded in the background): served. A POST
+    # waits for the write lock, then answers 503.
+    assert locked["presence"] == 200 and locked["note"] == 503, locked
 
     page = page_when_free(browser, "/views/mine")  # still signed in
     assert 'action="/logout"' in page

@@ -38,6 +38,7 @@ class Recorder:
         self._interval = interval
         self._lock = threading.Lock()
         self._viewers: dict[tuple[int, int], datetime] = {}
+        self._writing: dict[tuple[int, int], datetime] = {}  # being written, not committed
         self._web_sessions: dict[str, datetime] = {}
         self._thread: threading.Thread | None = None
 
@@ -55,7 +56,8 @@ class Recorder:
     def noted_viewers(self, ticket_id: int) -> dict[int, datetime]:
         """Users noted on this ticket and not yet written: user id -> when."""
         with self._lock:
-            return {user: at for (ticket, user), at in self._viewers.items() if ticket == ticket_id}
+            noted = {**self._writing, **self._viewers}
+        return {user: at for (ticket, user), at in noted.items() if ticket == ticket_id}
 
     def _wake(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -73,6 +75,7 @@ class Recorder:
         with self._lock:
             viewers, self._viewers = self._viewers, {}
             web_sessions, self._web_sessions = self._web_sessions, {}
+            self._writing = viewers
         if not viewers and not web_sessions:
             return False
         try:
@@ -91,6 +94,9 @@ class Recorder:
                     )
         except SQLAlchemyError:
             log.info("presence not recorded (database busy)", exc_info=True)
+        finally:
+            with self._lock:
+                self._writing = {}
         return True
 
 

@@ -63,6 +63,14 @@ class Settings:
     max_message_size: int = 25 * MIB
     max_recipients: int = 100
     max_connections: int = 200
+    # One client address (an IPv6 client by its /64) may hold this many sessions.
+    max_connections_per_ip: int = 20
+    max_commands_per_session: int = 10_000
+    # Seconds a session may last from its start, whatever it does (421 then).
+    smtp_session_lifetime: float = 600.0
+    # A bare LF in DATA is refused (554 5.5.2) unless allowed; then the parser
+    # reads it as it reads Unix line endings.
+    smtp_allow_bare_lf: bool = False
     smtp_timeout: float = 300.0
     smtp_hostname: str = ""
     intake_timeout: float = 30.0

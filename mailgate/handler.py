@@ -61,6 +61,11 @@ class IntakeHandler:
         self.directory = directory
         self.settings = settings
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        """No AUTH line: nobody signs in to the gateway (``mailgate.server``)."""
+        session.host_name = hostname
+        return [line for line in responses if not line[4:].upper().startswith("AUTH")]
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return TOO_MANY_RECIPIENTS

@@ -8,6 +8,16 @@ pass the budget is drained and answered ``451 4.3.1``, as is a DATA command
 while the budget is spent. The bytes are given back once the message is
 answered (they stay held while it is being committed).
 
+Limits per client (sessions per address, commands per session, a session's
+lifetime) are in ``mailgate.limits``. No AUTH is offered or understood: nobody
+signs in to the gateway (aiosmtpd would otherwise advertise it after
+STARTTLS and fail every attempt). A bare LF in DATA (a line ending other
+than CRLF) is refused with ``554 5.5.2`` once the message has been read, as
+Postfix does since 3.9 (``smtpd_forbid_bare_newline``): readers disagree on
+where such a line ends, which is how headers are smuggled past filters.
+``HELPDESK_SMTP_ALLOW_BARE_LF`` accepts it; the bytes are stored as received
+and the parser normalises them (``helpdesk.mail.headers.normalise_line_endings``).
+
 ``Gateway`` runs the server on its own event loop in a thread (as aiosmtpd's
 Controller does), so ``helpdesk serve``, ``helpdesk mailgate`` and the tests
 all start it the same way.
@@ -16,6 +26,7 @@ all start it the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 
@@ -25,13 +36,20 @@ from aiosmtpd.smtp import MISSING, SMTP
 from helpdesk.db import make_engine
 from helpdesk.settings import Settings
 from mailgate.handler import IntakeHandler, build_handler
+from mailgate.limits import (
+    SESSION_TOO_LONG,
+    TOO_MANY_COMMANDS,
+    ConnectionLimiter,
+    SessionRules,
+    client_key,
+)
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
 NO_MEMORY = "451 4.3.1 Insufficient system resources, try again later"
 TOO_MUCH_DATA = "552 5.3.4 Message too big"
 LINE_TOO_LONG = "500 5.5.2 Line too long"
+BARE_LF = "554 5.5.2 Bare LF in message; lines must end with CRLF"
 
 
 class MemoryBudget:
@@ -53,25 +71,8 @@ class MemoryBudget:
         self.used -= size
 
 
-class ConnectionLimiter:
-    """Counts open SMTP sessions; only touched from the event loop thread."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-
-    def acquire(self) -> bool:
-        if self.active >= self.limit:
-            return False
-        self.active += 1
-        return True
-
-    def release(self) -> None:
-        self.active -= 1
-
-
 class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP with a cap on concurrent sessions and room for long lines."""
+    """aiosmtpd's SMTP with our limits (``mailgate.limits``), room for long lines, no AUTH."""
 
     # aiosmtpd refuses a DATA line over 1000 octets with a permanent 500, so the
     # sender bounces mail we could store (one-line HTML from web forms does this).
@@ -79,21 +80,62 @@ class GatewaySMTP(SMTP):
     line_length_limit = 1024 * 1024
 
     def __init__(
-        self, handler, *, limiter: ConnectionLimiter, budget: MemoryBudget, **kwargs
+        self,
+        handler,
+        *,
+        limiter: ConnectionLimiter,
+        budget: MemoryBudget,
+        rules: SessionRules,
+        **kwargs,
     ) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(handler, **kwargs)
+        super().__init__(handler, auth_exclude_mechanism=["LOGIN", "PLAIN"], **kwargs)
         self._limiter = limiter
         self._budget = budget
+        self._rules = rules
+        self._commands = 0
+        self._committing = False
+        self._expired = False
+        self._smtp_methods.pop("AUTH", None)
+        for name, method in list(self._smtp_methods.items()):
+            self._smtp_methods[name] = self._counted(method)
+
+    def _counted(self, method):  # type: ignore[no-untyped-def]
+        @functools.wraps(method)
+        async def counted(arg):  # type: ignore[no-untyped-def]
+            self._commands += 1
+            if self._commands > self._rules.max_commands:
+                await self._end(TOO_MANY_COMMANDS)
+                return
+            await method(arg)
+
+        return counted
+
+    async def _end(self, reply: str) -> None:
+        await self.push(reply)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _lifetime_over(self) -> None:
+        """The session's time is up: 421 now, or right after a commit in progress."""
+        self._expired = True
+        if self._committing or self.transport is None:
+            return
+        self._writer.write(SESSION_TOO_LONG.encode() + b"\r\n")
+        self.transport.close()
 
     async def _handle_client(self) -> None:
-        if not self._limiter.acquire():
-            await self.push(TOO_MANY_CONNECTIONS)
+        client = client_key(self.session.peer if self.session else None)
+        refusal = self._limiter.acquire(client)
+        if refusal:
+            await self.push(refusal)
             self.transport.close()
             return
+        timer = self.loop.call_later(self._rules.lifetime, self._lifetime_over)
         try:
             await super()._handle_client()
         finally:
-            self._limiter.release()
+            timer.cancel()
+            self._limiter.release(client)
 
     def _declared_size(self) -> int:
         for option in (self.envelope.mail_options if self.envelope else None) or []:
@@ -113,7 +155,7 @@ class GatewaySMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        budget = self._budget
+        budget, rules = self._budget, self._rules
         if budget.used + self._declared_size() >= budget.limit:
             await self.push(NO_MEMORY)
             return
@@ -136,7 +178,9 @@ class GatewaySMTP(SMTP):
                 if not fragments and line == b".\r\n":
                     break
                 if not refusal:
-                    if limit and len(data) + len(line) > limit:
+                    if not rules.allow_bare_lf and b"\n" in line[:-1]:
+                        refusal = BARE_LF
+                    elif limit and len(data) + len(line) > limit:
                         refusal = TOO_MUCH_DATA
                     elif not budget.take(len(line)):
                         refusal = NO_MEMORY
@@ -160,9 +204,15 @@ class GatewaySMTP(SMTP):
             content = bytes(data)
             del data
             self.envelope.content = self.envelope.original_content = content
-            status = await self._call_handler_hook("DATA")
+            self._committing = True
+            try:
+                status = await self._call_handler_hook("DATA")
+            finally:
+                self._committing = False
             self._set_post_data_state()
             await self.push("250 OK" if status is MISSING else status)
+            if self._expired:
+                await self._end(SESSION_TOO_LONG)
         finally:
             budget.give(charged)
 
@@ -180,7 +230,8 @@ class Gateway(Controller):
 
     def __init__(self, handler: IntakeHandler, settings: Settings, host: str, port: int) -> None:
         self.settings = settings
-        self.limiter = ConnectionLimiter(settings.max_connections)
+        self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        self.rules = SessionRules.from_settings(settings)
         self.budget = MemoryBudget(settings.max_spool_memory)
         self._tls = tls_context(settings)
         super().__init__(handler, hostname=host, port=port, ready_timeout=10.0)
@@ -190,6 +241,7 @@ class Gateway(Controller):
             self.handler,
             limiter=self.limiter,
             budget=self.budget,
+            rules=self.rules,
             data_size_limit=self.settings.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,

@@ -8,10 +8,15 @@ present is always checked):
 
 - ``description``: what the case is about, and which client writes mail so.
 - ``envelope``: ``{"mail_from": ..., "rcpt_tos": [...]}`` for SMTP.
+- ``settings``: settings the gateway runs with for this case (e.g.
+  ``{"smtp_allow_bare_lf": true}``); default: the test defaults.
 - ``send_times``: deliver the same bytes this many times (default 1).
 - ``outcome``: ``new_ticket`` (one ticket, one inbound message), ``dropped``
-  (no ticket), or ``stored`` (only: the raw mail is kept; for odd messages).
-- ``raw_state``: the raw mail's state, or a list of acceptable states.
+  (no ticket), ``stored`` (only: the raw mail is kept; for odd messages), or
+  ``refused`` (the gateway answers DATA with ``refused``, e.g. ``"554 5.5.2"``,
+  and keeps nothing).
+- ``raw_state``: the raw mail's state, or a list of acceptable states (not
+  for ``refused``).
 - ``queue``, ``requester``, ``subject``: the ticket.
 - ``from_name``, ``reply_to``, ``message_id`` (``"derived"`` for one we made
   up), ``sent_at`` (ISO 8601 or null), ``flags``, ``also_addressed``,
@@ -30,6 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import smtplib
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -37,11 +44,13 @@ import pytest
 from sqlalchemy import func, select
 
 from helpdesk.models import Attachment, Message, OutboxMail, RawMail, Ticket
+from tests.conftest import start_gateway
 
 CORPUS = Path(__file__).parent / "corpus" / "intake"
 CASES = sorted(path.stem for path in CORPUS.glob("*.eml"))
 KEYS = {
-    "description", "envelope", "send_times", "outcome", "raw_state", "queue", "requester",
+    "description", "envelope", "settings", "refused", "send_times", "outcome", "raw_state",
+    "queue", "requester",
     "subject", "from_name", "reply_to", "message_id", "sent_at", "flags", "also_addressed",
     "message_cc", "text_contains", "text_not_contains", "text_equals", "html_contains",
     "attachments", "cc", "acknowledged",
@@ -60,8 +69,10 @@ def test_corpus_is_complete():
     for name in CASES:
         _, expected = load(name)
         assert set(expected) <= KEYS, f"{name}: unknown keys {set(expected) - KEYS}"
-        assert {"envelope", "outcome", "raw_state"} <= set(expected), name
-        assert expected["outcome"] in ("new_ticket", "dropped", "stored"), name
+        assert expected["outcome"] in ("new_ticket", "dropped", "stored", "refused"), name
+        required = {"envelope", "outcome"}
+        required |= {"refused"} if expected["outcome"] == "refused" else {"raw_state"}
+        assert required <= set(expected), name
         for spec in expected.get("attachments", []):
             assert set(spec) <= ATTACHMENT_KEYS, f"{name}: {set(spec) - ATTACHMENT_KEYS}"
 
@@ -71,9 +82,28 @@ def count(session, model) -> int:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_intake_corpus(name, gateway, session):
+def test_intake_corpus(name, gateway, session, settings, engine):
     raw, expected = load(name)
+    if "settings" in expected:
+        gateway.stop()
+        gateway = start_gateway(replace(settings, **expected["settings"]), engine)
+    try:
+        run_case(raw, expected, gateway, session)
+    finally:
+        gateway.stop()
+
+
+def run_case(raw: bytes, expected: dict, gateway, session) -> None:  # type: ignore[no-untyped-def]
     envelope = expected["envelope"]
+    if expected["outcome"] == "refused":
+        with pytest.raises(smtplib.SMTPDataError) as refusal:
+            gateway.send(raw, mail_from=envelope["mail_from"], to=envelope["rcpt_tos"])
+        code, status = expected["refused"].split()
+        assert refusal.value.smtp_code == int(code)
+        assert refusal.value.smtp_error.split()[0] == status.encode()
+        assert count(session, RawMail) == 0
+        assert count(session, Ticket) == 0
+        return
     for _ in range(expected.get("send_times", 1)):
         # sendmail raises unless DATA is answered with 250; {} means no recipient refused.
         refused = gateway.send(raw, mail_from=envelope["mail_from"], to=envelope["rcpt_tos"])

@@ -76,6 +76,17 @@ How to run (from the repository root)::
     .venv/bin/python bench/sla_report.py --backends postgresql --index tickets:created_at
     .venv/bin/python bench/sla_report.py --keep            # keep the databases, print URLs
 
+``--figures FILE`` writes every figure of every report ``--verify`` would check
+(the figures CSV at full float precision, and the count and SHA-256 of the
+breach rows) to ``FILE``, one section per backend and query, to compare the
+figures of two versions of the code on the same generated data (the data is
+the same in every run: a fixed seed)::
+
+    .venv/bin/python bench/sla_report.py --runs 0 --figures /tmp/before.txt
+    # ... change the report code ...
+    .venv/bin/python bench/sla_report.py --runs 0 --figures /tmp/after.txt
+    diff /tmp/before.txt /tmp/after.txt && echo identical
+
 ``--keep`` keeps the databases and prints their URLs (drop the PostgreSQL one
 yourself: ``psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE "bench_sla_..."'``).
 Other load on the machine distorts the figures: run twice and compare.
@@ -84,6 +95,7 @@ Other load on the machine distorts the figures: run twice and compare.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -597,6 +609,19 @@ def verify(engine: Engine, queries: list[ReportQuery]) -> int:
     return len(queries)
 
 
+def write_figures(engine: Engine, backend: str, queries: list[ReportQuery], path: Path) -> None:
+    """Every figure of every report in ``queries``, to compare two versions of the code."""
+    with path.open("a") as out:
+        for query in queries:
+            with Session(engine) as session:
+                report = sla_report.build(session, query)
+            breaches = [repr(sorted(asdict(row).items())) for row in report.breaches]
+            digest = hashlib.sha256("\n".join(breaches).encode()).hexdigest()
+            out.write(f"== {backend} {query}\n{sla_report.figures_csv(report)}")
+            out.write(f"breaches: {len(breaches)} sha256 {digest}\n")
+    print(f"  figures of {len(queries)} reports written to {path}", flush=True)
+
+
 # --- measuring --------------------------------------------------------------
 
 
@@ -763,6 +788,8 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> Run:
         scenarios = scenarios_for(agent)
         if args.verify:
             run.verified = verify(engine, verify_queries(scenarios, args.year))
+        if args.figures:
+            write_figures(engine, backend, verify_queries(scenarios, args.year), args.figures)
         if args.runs:
             run.load = (os.getloadavg()[0], 0.0)
             run.timings = measure(
@@ -845,7 +872,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the databases, print URLs")
     parser.add_argument("--profile", action="store_true", help="pyinstrument, to bench/out")
     parser.add_argument("--explain", action="store_true", help="query plans of one build")
+    parser.add_argument(
+        "--figures", type=Path, metavar="FILE", help="write every figure of the checked reports"
+    )
     args = parser.parse_args(argv)
+    if args.figures:
+        args.figures.write_text("")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not backends or set(backends) - {"sqlite", "postgresql"}:
         parser.error("--backends takes postgresql, sqlite or both")

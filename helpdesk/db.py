@@ -25,17 +25,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.instance import create_private_file, private_dir
+from helpdesk.resources import resource_dir
 from helpdesk.settings import Settings
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def resource_dir(name: str) -> Path:
-    """Locate ``templates`` or ``migrations``: inside the wheel, or at the repo root."""
-    packaged = PACKAGE_DIR / name
-    if packaged.is_dir():
-        return packaged
-    return PACKAGE_DIR.parent / name
 
 
 def normalise_url(url: str) -> str:

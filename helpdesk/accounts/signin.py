@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from helpdesk.accounts import sessions
+from helpdesk.accounts import passwords, sessions
 from helpdesk.accounts.users import check_password
 from helpdesk.models import ApiToken, LoginFailure, User
 
@@ -84,7 +84,8 @@ def sign_in(
 ) -> tuple[str, User] | None:
     """A new session (its id, for the cookie, and the user) for valid credentials;
     None, and a recorded failure, otherwise. Raises Throttled before any password
-    is checked when the account or the client failed too often."""
+    is checked when the account or the client failed too often. A valid password
+    whose stored hash is out of date is hashed again (``accounts.passwords``)."""
     key, client = account_key(email), client_key(remote_addr)
     if throttled(session, key, client, now=now):
         raise Throttled()
@@ -93,6 +94,9 @@ def sign_in(
         session.add(LoginFailure(email=key, remote_addr=client, at=now))
         return None
     session.execute(delete(LoginFailure).where(LoginFailure.email == key))
+    if passwords.needs_rehash(user.password_hash):
+        # made by an older method or with weaker parameters: store a current one
+        user.password_hash = passwords.hash_password(password)
     return sessions.start(session, user, now=now), user
 
 

@@ -8,9 +8,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
 
-from helpdesk.accounts import sessions
+from helpdesk.accounts import passwords, sessions
 from helpdesk.mail.addresses import normalise_address
 from helpdesk.models import ROLES, ApiToken, Queue, User
 
@@ -61,7 +60,7 @@ def add_or_update(
     if password is not None:
         if len(password) < 8:
             raise UserError("password must be at least 8 characters")
-        user.password_hash = generate_password_hash(password)
+        user.password_hash = passwords.hash_password(password)
     session.flush()
     if before is not None and (user.role, user.password_hash) != before:
         sessions.end_all(session, user, keep=keep_session)
@@ -69,7 +68,7 @@ def add_or_update(
 
 
 def check_password(user: User, password: str) -> bool:
-    return bool(user.password_hash) and check_password_hash(user.password_hash, password)
+    return passwords.verify(user.password_hash, password)
 
 
 def _hash_token(token: str) -> str:

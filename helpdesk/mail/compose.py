@@ -14,8 +14,8 @@ from email.utils import format_datetime
 
 import jinja2
 
-from helpdesk.db import resource_dir
 from helpdesk.mail.classify import LOOP_HEADER
+from helpdesk.resources import resource_dir
 
 _TAG_PREFIXES_RE = re.compile(
     r"^\s*((re|fwd?|aw|wg|sv|vs|antw|r)(\[\d+\])?\s*:\s*)+", re.IGNORECASE

@@ -11,7 +11,8 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.routing import IntegerConverter
 
 from helpdesk import keys
-from helpdesk.db import make_engine, resource_dir, session_factory
+from helpdesk.db import make_engine, session_factory
+from helpdesk.resources import resource_dir
 from helpdesk.settings import Settings
 from helpdesk.subscribers import standard
 from helpdesk.tickets.dispatch import Dispatcher, attach

@@ -11,6 +11,7 @@ from wtforms import (
     BooleanField,
     EmailField,
     PasswordField,
+    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -32,7 +33,7 @@ bp = Blueprint("admin", __name__)
 class UserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
     name = StringField("Name", validators=[Optional(), Length(max=200)])
-    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    role = SelectField("Role", choices=list(ROLES))
     queues = SelectMultipleField("Queues", choices=[])
     password = PasswordField("New password", validators=[Optional(), Length(min=8, max=200)])
 
@@ -43,7 +44,10 @@ class QueueForm(FlaskForm):
     extra_addresses = TextAreaField("Also receives at (one per line)", validators=[Optional()])
     closed_reply_policy = SelectField(
         "A reply to a closed ticket",
-        choices=[("reopen", "reopens it"), ("new_ticket", "opens a new, linked ticket")],
+        choices=[
+            SelectChoice("reopen", "reopens it"),
+            SelectChoice("new_ticket", "opens a new, linked ticket"),
+        ],
     )
 
 
@@ -63,9 +67,9 @@ class NotificationForm(FlaskForm):
     notify_customer_reply = BooleanField("A customer replies on a ticket assigned to me")
 
 
-def _queue_choices() -> list[tuple[str, str]]:
+def _queue_choices() -> list[SelectChoice]:
     rows = get_session().scalars(select(Queue).order_by(Queue.slug))
-    return [(q.slug, q.name) for q in rows]
+    return [SelectChoice(q.slug, q.name) for q in rows]
 
 
 @bp.route("/admin/users", methods=["GET", "POST"])
@@ -164,7 +168,7 @@ def queue_page(slug: str):  # type: ignore[no-untyped-def]
 def canned_page():  # type: ignore[no-untyped-def]
     session = get_session()
     form = CannedForm()
-    form.queue.choices = [("", "every queue"), *_queue_choices()]
+    form.queue.choices = [SelectChoice("", "every queue"), *_queue_choices()]
     if form.validate_on_submit():
         queue = queues.by_slug(session, form.queue.data) if form.queue.data else None
         try:

@@ -7,7 +7,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from sqlalchemy import select
-from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from helpdesk.clock import utcnow
@@ -41,7 +48,7 @@ class PolicyForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
     position = IntegerField("Order (lowest matching wins)", validators=[NumberRange(0, 100000)])
     queue = SelectField("Queue", choices=[])
-    priority = SelectField("Priority", choices=[("", "any"), *[(p, p) for p in PRIORITIES]])
+    priority = SelectField("Priority", choices=[SelectChoice("", "any"), *PRIORITIES])
     calendar = SelectField("Calendar", choices=[])
     first_response_minutes = IntegerField("First response (minutes)", validators=[Optional()])
     first_response_business = BooleanField("in business time", default=True)
@@ -155,8 +162,8 @@ def policy_page(policy_id: int | None):  # type: ignore[no-untyped-def]
         abort(404)
     form = PolicyForm(obj=policy) if policy else PolicyForm(position=100)
     queues = list(session.scalars(select(Queue).order_by(Queue.slug)))
-    form.queue.choices = [("", "any"), *[(q.slug, q.slug) for q in queues]]
-    form.calendar.choices = [(str(c.id), c.name) for c in setup.calendars(session)]
+    form.queue.choices = [SelectChoice("", "any"), *[q.slug for q in queues]]
+    form.calendar.choices = [SelectChoice(str(c.id), c.name) for c in setup.calendars(session)]
     if policy is not None and not form.is_submitted():
         form.queue.data = policy.queue.slug if policy.queue else ""
         form.priority.data = policy.priority or ""

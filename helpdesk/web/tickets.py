@@ -73,8 +73,8 @@ class FieldForm(FlaskForm):
 
 
 class PropertiesForm(FlaskForm):
-    status = SelectField(choices=[(s, s) for s in STATUSES])
-    priority = SelectField(choices=[(p, p) for p in PRIORITIES])
+    status = SelectField(choices=list(STATUSES))
+    priority = SelectField(choices=list(PRIORITIES))
 
 
 def _ticket(number: int) -> Ticket:

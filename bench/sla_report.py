@@ -61,12 +61,13 @@ of the first scenario on PostgreSQL (EXPLAIN QUERY PLAN on SQLite);
 ``bench/out/sla-report-<backend>-<scenario>.txt``.
 
 ``--verify`` checks, before timing, that ``build()`` gives the same report
-as the brute-force reference ``build_from_rows(ticket_rows(...))`` for every
-scenario and for partial periods (day buckets, a period starting and ending
-mid-bucket, across the October DST change, one queue and agent together);
-integers must be equal, percentiles and percentages equal within 1e-9
-(PostgreSQL's percentile_cont interpolates in float8 in its own order of
-operations). The reference is slow in Python: verify on small databases.
+as the brute-force reference ``build_from_rows(ticket_rows(...))``
+(``bench/sla_reference.py``) for every scenario and for partial periods (day
+buckets, a period starting and ending mid-bucket, across the October DST
+change, one queue and agent together); integers must be equal, percentiles
+and percentages equal within 1e-9 (PostgreSQL's percentile_cont interpolates
+in float8 in its own order of operations). The reference is slow in Python:
+verify on small databases.
 
 How to run (from the repository root)::
 
@@ -119,6 +120,8 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from sla_reference import build_from_rows  # noqa: E402
 
 from helpdesk import bootstrap, db  # noqa: E402
 from helpdesk.models import (  # noqa: E402
@@ -590,7 +593,7 @@ def verify(engine: Engine, queries: list[ReportQuery]) -> int:
     for query in queries:
         with Session(engine) as session:
             got = sla_report.build(session, query)
-            want = sla_report.build_from_rows(sla_report.ticket_rows(session, query), query)
+            want = build_from_rows(sla_report.ticket_rows(session, query), query)
         problems = compare(got, want)
         zone = ZoneInfo(query.timezone)
         label = (

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask.cli import FlaskGroup
@@ -22,10 +23,16 @@ from helpdesk.accounts import users
 from helpdesk.clock import utcnow
 from helpdesk.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from flask import Flask
+    from waitress.server import BaseWSGIServer, MultiSocketServer
+
+    from helpdesk.tickets.dispatch import Dispatcher
+
 log = logging.getLogger("helpdesk")
 
 
-def _create_app():  # type: ignore[no-untyped-def]
+def _create_app() -> Flask:
     from helpdesk.web import create_app
 
     return create_app()
@@ -91,7 +98,13 @@ def init_command() -> None:
         click.echo(f"created queue {slug} <{slug}@{settings.mail_domain}>")
 
 
-def _web_server(settings: Settings, engine: Engine, host: str, port: int, dispatcher=None):  # type: ignore[no-untyped-def]
+def _web_server(
+    settings: Settings,
+    engine: Engine,
+    host: str,
+    port: int,
+    dispatcher: Dispatcher | None = None,
+) -> BaseWSGIServer | MultiSocketServer:
     from waitress.server import create_server
 
     from helpdesk.web import create_app

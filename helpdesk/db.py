@@ -16,10 +16,13 @@ lock timeout for the same reasons.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from helpdesk.instance import create_private_file, private_dir
 from helpdesk.resources import resource_dir
 from helpdesk.settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def normalise_url(url: str) -> str:
@@ -71,7 +77,7 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
 
 def _configure_sqlite(engine: Engine, timeout: float) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy emit BEGIN itself (pysqlite's own handling is lazy).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -83,7 +89,7 @@ def _configure_sqlite(engine: Engine, timeout: float) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
         if options.get("isolation_level") == "AUTOCOMMIT":
             return
@@ -113,6 +119,12 @@ def _begin_immediate(conn: Connection, timeout: float) -> None:
         conn.exec_driver_sql(f"PRAGMA busy_timeout={int(timeout * 1000)}")
 
 
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an INSERT, UPDATE or DELETE changed (0 when the driver cannot say).
+    ``Session.execute`` declares a plain ``Result``; for these it is a ``CursorResult``."""
+    return max(cast(CursorResult[Any], result).rowcount, 0)
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -123,12 +135,12 @@ def session_factory(engine: Engine, *, write: bool = False) -> sessionmaker[Sess
     return sessionmaker(bind=bind, expire_on_commit=False)
 
 
-def include_name(name, type_, parent_names) -> bool:  # type: ignore[no-untyped-def]
+def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
     """For Alembic: leave the full-text search objects (made in raw SQL) out of comparisons."""
     return not (name or "").startswith(("messages_fts", "fts_"))
 
 
-def alembic_config(engine_or_url: Engine | str):  # type: ignore[no-untyped-def]
+def alembic_config(engine_or_url: Engine | str) -> Config:
     """An Alembic config pointing at our migrations and the given database."""
     from alembic.config import Config
 

@@ -32,10 +32,6 @@ class SafeWriter:
     def writerow(self, row: Iterable[Any]) -> None:
         self._writer.writerow([defuse(value) for value in row])
 
-    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
-        for row in rows:
-            self.writerow(row)
-
 
 def writer(out: TextIO) -> SafeWriter:
     return SafeWriter(out)

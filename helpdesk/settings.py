@@ -14,8 +14,9 @@ import os
 import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -95,7 +96,6 @@ class Settings:
     secure_cookies: bool = False
     # Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -127,11 +127,11 @@ class Settings:
             if key.startswith(PREFIX):
                 raw[key[len(PREFIX) :]] = value
 
-        values: dict[str, object] = {"instance_path": instance}
+        values: dict[str, Any] = {"instance_path": instance}  # each converted to its field type
         known = {f.name: f for f in fields(cls)}
         for name, value in raw.items():
             attr = name.lower()
-            if attr in {"instance_path", "extra"} or attr not in known:
+            if attr == "instance_path" or attr not in known:
                 continue
             default = getattr(cls, attr, None)
             try:
@@ -146,7 +146,7 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{PREFIX}{name}: {exc}") from exc
         values.update(overrides)
-        settings = cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)
         settings.validate()
         return settings
 

@@ -25,6 +25,7 @@ import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -146,7 +147,7 @@ class IntakeCommitter:
                 if item is _STOP:
                     stop = True
                     break
-                job: Job = item  # type: ignore[assignment]
+                job = cast(Job, item)  # not _STOP: a job
                 if job.take():
                     self.taken += 1
                     batch.append(job)

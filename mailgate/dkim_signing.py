@@ -54,7 +54,7 @@ class DkimSigner:
     def sign(self, content: bytes) -> bytes:
         if not self.private_key:
             return content
-        signature = dkim.sign(
+        signature: bytes = dkim.sign(
             content, self.selector, self.domain, self.private_key, include_headers=SIGNED_HEADERS
         )
         return signature + content

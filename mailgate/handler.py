@@ -13,6 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+from aiosmtpd.smtp import Session as SMTPSession
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.db import session_factory
 from helpdesk.intake.spool import Envelope
@@ -32,7 +39,9 @@ TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 class DirectoryCache:
     """The queue address directory, reloaded off the event loop every few seconds."""
 
-    def __init__(self, sessions, settings: Settings, ttl: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, sessions: sessionmaker[Session], settings: Settings, ttl: float = 10.0
+    ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._ttl = ttl
@@ -61,12 +70,26 @@ class IntakeHandler:
         self.directory = directory
         self.settings = settings
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: SMTPSession,
+        envelope: SMTPEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
         """No AUTH line: nobody signs in to the gateway (``mailgate.server``)."""
         session.host_name = hostname
         return [line for line in responses if not line[4:].upper().startswith("AUTH")]
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SMTPSession,
+        envelope: SMTPEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return TOO_MANY_RECIPIENTS
         try:
@@ -80,10 +103,10 @@ class IntakeHandler:
         if kind is Route.UNKNOWN:
             return NO_SUCH_USER
         envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.append(rcpt_options)
+        envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Recipient OK"
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: SMTPEnvelope) -> str:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
@@ -109,7 +132,7 @@ class IntakeHandler:
         return TEMPFAIL
 
 
-def build_handler(engine, settings: Settings, **committer_options) -> IntakeHandler:  # type: ignore[no-untyped-def]
+def build_handler(engine: Engine, settings: Settings, **committer_options: Any) -> IntakeHandler:
     """``committer_options``: e.g. ``on_commit``, called on the writer thread after each commit."""
     committer = IntakeCommitter(session_factory(engine, write=True), settings, **committer_options)
     committer.start()

@@ -16,7 +16,7 @@ import logging
 import smtplib
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -100,7 +100,7 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _describe(recipients: dict) -> str:  # type: ignore[type-arg]
+def _describe(recipients: Mapping[str, tuple[int, bytes | str]]) -> str:
     parts = []
     for address, (code, text) in recipients.items():
         parts.append(f"{address}: {code} {_text(text)}")

@@ -29,9 +29,12 @@ import asyncio
 import functools
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP
+from sqlalchemy import Engine
 
 from helpdesk.db import make_engine
 from helpdesk.settings import Settings
@@ -81,13 +84,13 @@ class GatewaySMTP(SMTP):
 
     def __init__(
         self,
-        handler,
+        handler: IntakeHandler,
         *,
         limiter: ConnectionLimiter,
         budget: MemoryBudget,
         rules: SessionRules,
-        **kwargs,
-    ) -> None:  # type: ignore[no-untyped-def]
+        **kwargs: Any,
+    ) -> None:
         super().__init__(handler, auth_exclude_mechanism=["LOGIN", "PLAIN"], **kwargs)
         self._limiter = limiter
         self._budget = budget
@@ -99,9 +102,11 @@ class GatewaySMTP(SMTP):
         for name, method in list(self._smtp_methods.items()):
             self._smtp_methods[name] = self._counted(method)
 
-    def _counted(self, method):  # type: ignore[no-untyped-def]
+    def _counted(
+        self, method: Callable[[str], Awaitable[None]]
+    ) -> Callable[[str], Awaitable[None]]:
         @functools.wraps(method)
-        async def counted(arg):  # type: ignore[no-untyped-def]
+        async def counted(arg: str) -> None:
             self._commands += 1
             if self._commands > self._rules.max_commands:
                 await self._end(TOO_MANY_COMMANDS)
@@ -128,7 +133,8 @@ class GatewaySMTP(SMTP):
         refusal = self._limiter.acquire(client)
         if refusal:
             await self.push(refusal)
-            self.transport.close()
+            if self.transport is not None:
+                self.transport.close()
             return
         timer = self.loop.call_later(self._rules.lifetime, self._lifetime_over)
         try:
@@ -198,7 +204,7 @@ class GatewaySMTP(SMTP):
                         data += memoryview(whole)[1:] if whole[:1] == b"." else whole
                     fragments.clear()
             if refusal:
-                self._set_post_data_state()
+                self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, unannotated
                 await self.push(refusal)
                 return
             content = bytes(data)
@@ -209,7 +215,7 @@ class GatewaySMTP(SMTP):
                 status = await self._call_handler_hook("DATA")
             finally:
                 self._committing = False
-            self._set_post_data_state()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, unannotated
             await self.push("250 OK" if status is MISSING else status)
             if self._expired:
                 await self._end(SESSION_TOO_LONG)
@@ -256,7 +262,7 @@ class Gateway(Controller):
         # Controller's readiness probe opens a connection; with the cap at zero
         # (tests) that would fail, and it proves nothing our own ping doesn't.
         try:
-            super()._trigger_server()
+            super()._trigger_server()  # type: ignore[no-untyped-call]  # aiosmtpd's, unannotated
         except Exception:
             log.debug("readiness probe failed", exc_info=True)
 
@@ -265,7 +271,13 @@ class Gateway(Controller):
         self.handler.committer.stop()
 
 
-def start_gateway(settings: Settings, host: str, port: int, engine=None, on_commit=None) -> Gateway:  # type: ignore[no-untyped-def]
+def start_gateway(
+    settings: Settings,
+    host: str,
+    port: int,
+    engine: Engine | None = None,
+    on_commit: Callable[[], None] | None = None,
+) -> Gateway:
     """Build the handler on ``engine`` (or a new one) and start serving; ``on_commit`` is
     called after each spool commit (``helpdesk serve`` wakes its applier with it)."""
     engine = engine or make_engine(settings)

@@ -197,11 +197,11 @@ def test_actors_of_every_kind_are_named_in_the_history(desk, settings, client, m
     with sessions() as session, session.begin():
         ticket = open_one(session)
         anna = user(session, ANNA)
-        lifecycle.set_priority(session, ticket, "high", actor=Actor.rule(7, "Invoices"), now=NOW)
+        lifecycle.update(session, ticket, priority="high", actor=Actor.rule(7, "Invoices"), now=NOW)
         lifecycle.set_tags(
             session, ticket, ["billing"], actor=Actor.api_token(anna, 3, "ci-bot"), now=NOW
         )
-        lifecycle.set_status(session, ticket, "pending", actor=anna, now=NOW)
+        lifecycle.update(session, ticket, status="pending", actor=anna, now=NOW)
         conversation.receive_message(
             session, ticket, NewMessage(from_address="c@x.example", text="Any news?"),
             actor=Actor.customer(ticket.requester), now=NOW + timedelta(minutes=1),
@@ -242,7 +242,7 @@ def test_messages_replies_notes_and_merges_emit_their_events(desk, settings):
         assert dict(recorder.of(TicketUpdated)[-1].changes) == {"status": Change("new", "open")}
         note = conversation.add_note(session, first, actor=anna, text="Known issue", now=NOW)
         assert recorder.of(NoteAdded)[0].message is note
-        lifecycle.set_status(session, first, "resolved", actor=anna, now=NOW)
+        lifecycle.update(session, first, status="resolved", actor=anna, now=NOW)
         conversation.receive_message(
             session, first, NewMessage(from_address="c@x.example", text="Still broken"),
             actor=Actor.customer(first.requester), now=NOW,
@@ -321,7 +321,7 @@ def test_a_subscriber_may_change_the_ticket_again_and_the_chain_says_so(desk):
     def printers_are_urgent(session: Session, event: Event) -> None:
         printer = isinstance(event, TicketCreated) and "Printer" in event.ticket.subject
         if printer and rule not in event.cause.chain and event.cause.depth < 3:
-            lifecycle.set_priority(session, event.ticket, "urgent", actor=rule, now=event.at)
+            lifecycle.update(session, event.ticket, priority="urgent", actor=rule, now=event.at)
 
     dispatcher.subscribe(printers_are_urgent, TicketCreated)
     with sessions() as session, session.begin():
@@ -344,15 +344,15 @@ def test_a_loop_of_reactions_is_stopped(desk):
     def ping_pong(session: Session, event: Event) -> None:
         if isinstance(event, TicketUpdated):
             flip = "low" if event.ticket.priority == "high" else "high"
-            lifecycle.set_priority(
-                session, event.ticket, flip, actor=Actor.rule(2, "Flip"), now=event.at
+            lifecycle.update(
+                session, event.ticket, priority=flip, actor=Actor.rule(2, "Flip"), now=event.at
             )
 
     dispatcher.subscribe(ping_pong, TicketUpdated)
     with sessions() as session, session.begin():
         ticket = open_one(session)
         with pytest.raises(ChainTooDeep):
-            lifecycle.set_priority(session, ticket, "high", actor=user(session, ANNA), now=NOW)
+            lifecycle.update(session, ticket, priority="high", actor=user(session, ANNA), now=NOW)
 
 
 def test_a_failing_subscriber_rolls_the_change_back(desk, engine):
@@ -366,7 +366,7 @@ def test_a_failing_subscriber_rolls_the_change_back(desk, engine):
     dispatcher.subscribe(refuse, TicketUpdated)
     with pytest.raises(RuntimeError, match="webhook"), sessions() as session, session.begin():
         ticket = session.scalars(select(Ticket)).one()
-        lifecycle.set_status(session, ticket, "pending", actor=user(session, ANNA), now=NOW)
+        lifecycle.update(session, ticket, status="pending", actor=user(session, ANNA), now=NOW)
     with session_factory(engine)() as session:
         ticket = session.scalars(select(Ticket)).one()
         assert ticket.status == "new"
@@ -380,12 +380,12 @@ def test_a_session_without_a_dispatcher_cannot_change_a_ticket(desk, engine):
     with session_factory(engine, write=True)() as session, session.begin():
         ticket = session.scalars(select(Ticket)).one()
         with pytest.raises(NoDispatcher):
-            lifecycle.set_status(session, ticket, "open", actor=user(session, ANNA), now=NOW)
+            lifecycle.update(session, ticket, status="open", actor=user(session, ANNA), now=NOW)
         assert ticket.status == "new"
     plain = Dispatcher()
     with attach(session_factory(engine, write=True)(), plain) as session, session.begin():
         ticket = session.scalars(select(Ticket)).one()
-        assert lifecycle.set_status(session, ticket, "open", actor=user(session, ANNA), now=NOW)
+        assert lifecycle.update(session, ticket, status="open", actor=user(session, ANNA), now=NOW)
 
 
 def test_nothing_outside_the_lifecycle_may_set_a_ticket_field_or_write_history(desk):

@@ -256,8 +256,8 @@ def test_pending_pauses_the_clocks_until_the_customer_answers(berlin, client):
     monday = lambda h, m=0: local("Europe/Berlin", 2026, 5, 18, h, m)  # noqa: E731
     number = berlin.receive(mail(1), monday(9))
     with berlin.write() as session, session.begin():
-        lifecycle.set_status(
-            session, ticket(session, number), "pending", actor=agent(session), now=monday(10)
+        lifecycle.update(
+            session, ticket(session, number), status="pending", actor=agent(session), now=monday(10)
         )
     row = berlin.sla(number)
     assert row.state == "paused"
@@ -278,8 +278,12 @@ def test_reopening_resumes_the_resolution_clock(berlin):
     monday = lambda h, m=0: local("Europe/Berlin", 2026, 5, 18, h, m)  # noqa: E731
     number = berlin.receive(mail(1), monday(9))
     with berlin.write() as session, session.begin():
-        lifecycle.set_status(
-            session, ticket(session, number), "resolved", actor=agent(session), now=monday(12)
+        lifecycle.update(
+            session,
+            ticket(session, number),
+            status="resolved",
+            actor=agent(session),
+            now=monday(12),
         )
     row = berlin.sla(number)
     assert (row.resolved_at, row.resolution_minutes, row.state) == (monday(12), 180, "breached")
@@ -291,13 +295,13 @@ def test_reopening_resumes_the_resolution_clock(berlin):
     assert row.resolution_due == local("Europe/Berlin", 2026, 5, 19, 13)  # 300 left at 16:00
     with berlin.write() as session, session.begin():
         tuesday = local("Europe/Berlin", 2026, 5, 19, 9, 30)
-        lifecycle.set_status(
-            session, ticket(session, number), "resolved", actor=agent(session), now=tuesday
+        lifecycle.update(
+            session, ticket(session, number), status="resolved", actor=agent(session), now=tuesday
         )
-        lifecycle.set_status(
+        lifecycle.update(
             session,
             ticket(session, number),
-            "closed",
+            status="closed",
             actor=agent(session),
             now=tuesday + timedelta(days=2),
         )
@@ -355,7 +359,9 @@ def test_timeline_reads_only_customer_mail_agent_replies_and_status_changes(berl
             session, current, actor=agent(session), text="Hello", settings=berlin.settings,
             now=monday(9, 20),
         )  # fmt: skip
-        lifecycle.set_status(session, current, "pending", actor=agent(session), now=monday(9, 30))
+        lifecycle.update(
+            session, current, status="pending", actor=agent(session), now=monday(9, 30)
+        )
         session.flush()
         events = sla_service.timeline(session, current)
         assert (
@@ -387,8 +393,12 @@ def test_a_priority_change_re_chooses_the_policy(berlin):
     number = berlin.receive(mail(1), monday(9))
     assert berlin.sla(number).first_response_due == monday(11)
     with berlin.write() as session, session.begin():
-        lifecycle.set_priority(
-            session, ticket(session, number), "urgent", actor=agent(session), now=monday(9, 10)
+        lifecycle.update(
+            session,
+            ticket(session, number),
+            priority="urgent",
+            actor=agent(session),
+            now=monday(9, 10),
         )
     row = berlin.sla(number)
     assert (row.first_response_due, row.resolution_due) == (monday(9, 30), monday(11))

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpdesk.intake.bounces import read_report
 from helpdesk.intake.threads import ThreadContext, referenced_ids
 from helpdesk.mail.classify import classify, is_automated
+from helpdesk.mail.dsn import read_report
 from helpdesk.mail.messageid import make_message_id
 from helpdesk.mail.parse import InboundEmail, parse
 from tests.conftest import SECRET
@@ -291,15 +291,16 @@ def test_read_report_sorts_recipients_by_action_and_status() -> None:
         )
     )
     assert report.failed == ["gone@customer.example", "full@customer.example"]
-    assert report.expired == ["expired@customer.example"]
+    gave_up = [r.address for r in report.recipients if r.action == "failed" and not r.failed]
+    assert gave_up == ["expired@customer.example"]
     assert report.delayed == ["slow@customer.example"]
-    assert report.permanent and report.final
+    assert report.final
 
 
 def test_read_report_delayed_only_is_not_final() -> None:
     report = read_report(dsn(block("slow@customer.example", "delayed", "4.4.7")))
     assert report.delayed == ["slow@customer.example"]
-    assert not report.final and not report.permanent
+    assert not report.final
 
 
 def test_read_report_original_recipient_when_final_is_missing() -> None:
@@ -326,5 +327,5 @@ def test_read_report_finds_our_original_message_id(returned_type: str) -> None:
 
 def test_read_report_of_a_plain_mail_is_empty() -> None:
     report = read_report(mail())
-    assert (report.failed, report.expired, report.delayed) == ([], [], [])
+    assert (report.recipients, report.failed, report.delayed) == ([], [], [])
     assert report.original_message_ids == []

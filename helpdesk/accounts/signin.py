@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from helpdesk.accounts import passwords, sessions
-from helpdesk.accounts.users import check_password
+from helpdesk.accounts.users import active_by_email, check_password
 from helpdesk.models import ApiToken, LoginFailure, User
 
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -89,8 +89,8 @@ def sign_in(
     key, client = account_key(email), client_key(remote_addr)
     if throttled(session, key, client, now=now):
         raise Throttled()
-    user = session.scalars(select(User).where(User.email == key)).one_or_none()
-    if user is None or not user.active or not check_password(user, password):
+    user = active_by_email(session, key)
+    if user is None or not check_password(user, password):
         session.add(LoginFailure(email=key, remote_addr=client, at=now))
         return None
     session.execute(delete(LoginFailure).where(LoginFailure.email == key))

@@ -19,7 +19,15 @@ class UserError(ValueError):
 
 
 def by_email(session: Session, email: str) -> User | None:
+    """The user with this address, active or not (for managing accounts)."""
     return session.scalars(select(User).where(User.email == normalise_address(email))).one_or_none()
+
+
+def active_by_email(session: Session, email: str) -> User | None:
+    """The active user with this address: who may sign in, or counts as an agent."""
+    return session.scalars(
+        select(User).where(User.email == normalise_address(email), User.active)
+    ).one_or_none()
 
 
 def add_or_update(

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -288,8 +289,8 @@ class Applier:
 
 
 def start_applier(
-    settings: Settings, engine: Engine, **options
-) -> tuple[Applier, threading.Thread]:  # type: ignore[no-untyped-def]
+    settings: Settings, engine: Engine, **options: Any
+) -> tuple[Applier, threading.Thread]:
     applier = Applier(engine, settings, **options)
     thread = threading.Thread(target=applier.run, name="intake-applier", daemon=True)
     thread.start()

@@ -22,11 +22,15 @@ import secrets
 import socket
 import zlib
 from datetime import datetime, timedelta
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
+from helpdesk.db import rowcount
 from helpdesk.models import Lease
 
 log = logging.getLogger(__name__)
@@ -86,7 +90,7 @@ def renew(session: Session, name: str, holder: str, *, now: datetime) -> bool:
         .values(expires_at=now + TTL)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).rowcount == 1
+    return rowcount(session.execute(stmt)) == 1
 
 
 def release(session: Session, name: str, holder: str, *, now: datetime) -> None:
@@ -106,7 +110,7 @@ class Liveness:
     def __init__(self, engine: Engine, name: str) -> None:
         self._engine = engine
         self._key = zlib.crc32(name.encode())
-        self._connection = None
+        self._connection: PoolProxiedConnection | None = None
         self.held = False
 
     def try_hold(self) -> bool:
@@ -117,10 +121,12 @@ class Liveness:
         try:
             if self._connection is None:
                 self._connection = self._engine.raw_connection()
-                self._connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+                driver = cast(psycopg.Connection[Any], self._connection.driver_connection)
+                driver.autocommit = True
             cursor = self._connection.cursor()
             cursor.execute("SELECT pg_try_advisory_lock(%s)", (self._key,))
-            self.held = bool(cursor.fetchone()[0])
+            row = cursor.fetchone()
+            self.held = bool(row and row[0])
             cursor.close()
         except Exception:
             log.warning("advisory lock check failed", exc_info=True)

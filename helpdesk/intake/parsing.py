@@ -94,6 +94,6 @@ class Parser:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.stop()
+            self._pool.stop()  # type: ignore[no-untyped-call]  # pebble has no annotations here
             self._pool.join(timeout=10)
             self._pool = None

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from helpdesk.db import rowcount
 from helpdesk.models import RawMail, Ticket
 from helpdesk.models.raw_mail import RAW_STATES
 
@@ -82,4 +83,4 @@ def reprocess(session: Session, ids: Sequence[int] | None = None) -> int:
     )
     if ids is not None:
         stmt = stmt.where(RawMail.id.in_(list(ids)))
-    return session.execute(stmt).rowcount or 0
+    return rowcount(session.execute(stmt))

@@ -23,11 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from helpdesk.intake.bounces import apply_report, read_report
+from helpdesk.accounts.users import active_by_email
+from helpdesk.intake.bounces import apply_report
 from helpdesk.intake.spool import Delivery, Envelope, by_sha256, spool
 from helpdesk.intake.threads import ThreadContext, find_ticket
 from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
 from helpdesk.mail.classify import classify, is_automated
+from helpdesk.mail.dsn import read_report
 from helpdesk.mail.limits import Limits
 from helpdesk.mail.parse import InboundEmail, ParseError, read_message
 from helpdesk.models import Contact, RawMail, Ticket, User
@@ -342,7 +344,7 @@ def _agent(session: Session, address: str) -> User | None:
     facts = facts_of(session)
     if facts is not None:
         return facts.users.get(address)
-    return session.scalars(select(User).where(User.email == address, User.active)).one_or_none()
+    return active_by_email(session, address)
 
 
 def _queues_from_headers(mail: InboundEmail, directory: QueueDirectory) -> list[str]:

@@ -14,15 +14,17 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from helpdesk.db import rowcount
 from helpdesk.models import RawMail
 
 NOTIFY_CHANNEL = "helpdesk_intake"
-_TABLE = RawMail.__table__
+_TABLE = cast(Table, RawMail.__table__)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def spool(session: Session, deliveries: Sequence[Delivery], *, now: datetime) ->
     result = session.execute(stmt, [_values(d, now) for d in deliveries])
     if dialect == "postgresql":
         session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
-    return max(result.rowcount, 0)
+    return rowcount(result)
 
 
 def by_sha256(session: Session, raw: bytes) -> RawMail | None:

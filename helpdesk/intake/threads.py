@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from helpdesk.accounts.users import active_by_email
 from helpdesk.mail.messageid import verify_message_id
 from helpdesk.mail.parse import InboundEmail
-from helpdesk.models import Message, Ticket, User
+from helpdesk.models import Message, Ticket
 from helpdesk.tickets.lifecycle import by_number, resolve_merges
 
 
@@ -82,8 +83,7 @@ def is_participant(session: Session, ticket: Ticket, address: str) -> bool:
         return True
     if any(cc.email == address for cc in ticket.ccs):
         return True
-    user = session.scalars(select(User).where(User.email == address, User.active)).one_or_none()
-    return user is not None
+    return active_by_email(session, address) is not None
 
 
 def subject_tag(ctx: ThreadContext) -> Ticket | None:

@@ -15,7 +15,9 @@ import contextlib
 import logging
 import sqlite3
 import threading
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Engine
 
 from helpdesk.intake.spool import NOTIFY_CHANNEL
@@ -84,11 +86,11 @@ class Wakeup:
                 self._stop.wait(1.0)
                 continue
             try:
-                connection = raw.driver_connection
-                connection.autocommit = True  # type: ignore[union-attr]
-                connection.execute(f"LISTEN {NOTIFY_CHANNEL}")  # type: ignore[union-attr]
+                connection = cast(psycopg.Connection[Any], raw.driver_connection)
+                connection.autocommit = True
+                connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 while not self._stop.is_set():
-                    for _ in connection.notifies(timeout=0.5, stop_after=1):  # type: ignore[union-attr]
+                    for _ in connection.notifies(timeout=0.5, stop_after=1):
                         self._event.set()
             except Exception:
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)

@@ -25,12 +25,6 @@ def base_address(address: str) -> str:
     return f"{local.split('+', 1)[0]}@{domain}"
 
 
-def detail_of(address: str) -> str:
-    """The ``anything`` of ``slug+anything@domain`` (a reply token, if we issued it)."""
-    local = normalise_address(address).rpartition("@")[0]
-    return local.split("+", 1)[1] if "+" in local else ""
-
-
 class Route(Enum):
     QUEUE = "queue"
     UNKNOWN = "unknown"
@@ -59,9 +53,6 @@ class QueueDirectory:
         if slug:
             return Route.QUEUE, slug
         return Route.UNKNOWN, ""
-
-    def is_ours(self, address: str) -> bool:
-        return self.route(address)[0] is Route.QUEUE
 
     def queues_for(self, recipients: list[str]) -> list[str]:
         """Queue slugs for the recipients, in order, each once."""

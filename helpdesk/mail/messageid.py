@@ -40,7 +40,3 @@ def verify_message_id(secret_key: str, message_id: str) -> int | None:
         if hmac.compare_digest(sig, _signature(key, int(number), nonce)):
             return int(number)
     return None
-
-
-def is_our_domain(message_id: str, domain: str) -> bool:
-    return message_id.strip().lower().rstrip(">").endswith("@" + domain.lower())

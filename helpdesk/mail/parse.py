@@ -23,6 +23,7 @@ from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
 from helpdesk.mail.charsets import decode_bytes
+from helpdesk.mail.dsn import report_fields
 from helpdesk.mail.headers import (
     MAX_ADDRESS,
     MAX_HEADER_ID,
@@ -41,7 +42,7 @@ from helpdesk.mail.headers import (
 )
 from helpdesk.mail.inbound import InboundEmail, ParsedAttachment, ParseError
 from helpdesk.mail.limits import Limits, check, header_block_end
-from helpdesk.mail.parts import MAX_FILENAME, Body, content_type, read_body, report
+from helpdesk.mail.parts import MAX_FILENAME, Body, content_type, read_body
 from helpdesk.mail.parts import sanitise_filename as sanitise_filename
 
 __all__ = [
@@ -93,7 +94,7 @@ def parse(raw: bytes) -> InboundEmail:
         raise ParseError(f"unparseable message: {exc.__class__.__name__}") from exc
     if not msg.keys() and not split_body(data):
         raise ParseError("empty message")
-    return _inbound(msg, read_body(msg), body_fingerprint(data), report=report(msg))
+    return _inbound(msg, read_body(msg), body_fingerprint(data), report=report_fields(msg))
 
 
 def parse_headers_only(raw: bytes, reason: str, limits: Limits | None = None) -> InboundEmail:
@@ -143,7 +144,7 @@ def _inbound(
     body: Body,
     body_hash: str,
     *,
-    report: dict | None,  # type: ignore[type-arg]
+    report: dict[str, list[dict[str, str]]] | None,
 ) -> InboundEmail:
     headers = all_headers(msg)
     from_list = addresses(msg, "from")

@@ -1,4 +1,4 @@
-"""MIME parts: the body text, the HTML, attachments and delivery reports of a parsed message.
+"""MIME parts: the body text, the HTML and the attachments of a parsed message.
 
 Payloads are decoded straight from the parts (no ``policy.default`` content
 manager): text in the charset its label really means, attachments and
@@ -8,7 +8,6 @@ inline images with sanitised filenames, attached messages kept whole as
 
 from __future__ import annotations
 
-import email
 import io
 import mimetypes
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from email import policy
 from email.generator import BytesGenerator
 from email.message import Message
+from typing import cast
 
 from inscriptis import get_text
 
@@ -29,7 +29,6 @@ from helpdesk.mail.headers import (
     clean_text,
     first,
     header_text,
-    one_line,
     raw_values,
 )
 from helpdesk.mail.inbound import ParsedAttachment
@@ -118,12 +117,10 @@ def _disposition(part: Message) -> str:
 
 def part_bytes(part: Message) -> bytes:
     payload = part.get_payload(decode=True)
-    if payload is None:
-        payload = part.get_payload()
-        if isinstance(payload, str):
-            return payload.encode("utf-8", "surrogateescape")
-        return b""
-    return payload
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()  # a multipart (None above): its text, if it has no parts
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
 
 
 def _message_bytes(inner: Message) -> bytes:
@@ -150,35 +147,10 @@ def _walk(part: Message) -> Iterator[Message]:
     if part.get_content_type() in _MESSAGE_TYPES:
         yield part
     elif part.is_multipart():
-        for sub in part.get_payload():
+        for sub in cast(list[Message], part.get_payload()):
             yield from _walk(sub)
     else:
         yield part
-
-
-def report(msg: Message) -> dict[str, list[dict[str, str]]] | None:
-    """The per-message and per-recipient fields of an RFC 3464 delivery report."""
-    if msg.get_content_type() != "multipart/report":
-        return None
-    for part in msg.walk():
-        if part.get_content_type() not in (
-            "message/delivery-status",
-            "message/global-delivery-status",
-        ):
-            continue
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            blocks = [
-                dict((k.lower(), one_line(str(v))) for k, v in block.items()) for block in payload
-            ]
-        else:
-            text = part_bytes(part).decode("utf-8", "replace")
-            blocks = []
-            for chunk in re.split(r"\r?\n\s*\r?\n", text.strip()):
-                sub = email.message_from_string(chunk + "\n\n", policy=policy.compat32)
-                blocks.append({k.lower(): one_line(str(v)) for k, v in sub.items()})
-        return {"message": blocks[:1], "recipients": blocks[1:]}
-    return {"message": [], "recipients": []}
 
 
 def _text_lines(text: str) -> str:
@@ -187,7 +159,8 @@ def _text_lines(text: str) -> str:
 
 def _html_to_text(html: str) -> str:
     try:
-        return get_text(html).strip()
+        text: str = get_text(html)
+        return text.strip()
     except Exception:  # lxml refuses some documents; tags stripped crudely beat nothing
         return re.sub(r"\s*\n\s*\n\s*", "\n\n", re.sub(r"<[^>]*>", " ", html)).strip()
 

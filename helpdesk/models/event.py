@@ -10,13 +10,16 @@ behind an agent or an API token.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base
 
-ACTOR_KINDS = ("agent", "customer", "rule", "system", "api_token")
+if TYPE_CHECKING:
+    from helpdesk.models.ticket import Ticket
+    from helpdesk.models.user import User
 
 
 class TicketEvent(Base):
@@ -34,6 +37,6 @@ class TicketEvent(Base):
     new_value: Mapped[str] = mapped_column(String(400), default="")
     created_at: Mapped[datetime]
 
-    actor: Mapped[User | None] = relationship(lazy="joined")  # noqa: F821
+    actor: Mapped[User | None] = relationship(lazy="joined")
     # Lets the lifecycle write a row for a ticket not flushed yet (no extra flush).
-    ticket: Mapped[Ticket] = relationship()  # noqa: F821
+    ticket: Mapped[Ticket] = relationship()

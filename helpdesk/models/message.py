@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from helpdesk.models.base import Base
+
+if TYPE_CHECKING:
+    from helpdesk.models.ticket import Ticket
 
 KINDS = ("inbound", "outbound", "note")
 
@@ -25,21 +29,21 @@ class Message(Base):
     references_header: Mapped[str] = mapped_column(Text, default="")
     from_address: Mapped[str] = mapped_column(String(320), default="")
     from_name: Mapped[str] = mapped_column(String(200), default="")
-    to_addresses: Mapped[list] = mapped_column(default=list)
-    cc_addresses: Mapped[list] = mapped_column(default=list)
+    to_addresses: Mapped[list[str]] = mapped_column(default=list)
+    cc_addresses: Mapped[list[str]] = mapped_column(default=list)
     reply_to: Mapped[str] = mapped_column(String(998), default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[datetime | None]
     text_body: Mapped[str] = mapped_column(Text, default="")
     html_body: Mapped[str] = mapped_column(Text, default="")
-    flags: Mapped[list] = mapped_column(default=list)
+    flags: Mapped[list[str]] = mapped_column(default=list)
     # Other queues the same message was addressed to (recorded, not routed).
-    also_addressed: Mapped[list] = mapped_column(default=list)
+    also_addressed: Mapped[list[str]] = mapped_column(default=list)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
 
-    ticket: Mapped[Ticket] = relationship(back_populates="messages")  # noqa: F821
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", cascade="all, delete-orphan", order_by="Attachment.id"
     )

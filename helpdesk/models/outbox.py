@@ -10,13 +10,16 @@ matched to the row (``feedback`` records what came back).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from helpdesk.models.base import Base
 
-OUTBOX_STATES = ("queued", "sending", "sent", "failed")
+if TYPE_CHECKING:
+    from helpdesk.models.message import Message
+    from helpdesk.models.ticket import Ticket
 
 
 class OutboxMail(Base):
@@ -29,8 +32,8 @@ class OutboxMail(Base):
     # acknowledgement, reply, notification, escalation
     purpose: Mapped[str] = mapped_column(String(32))
     mail_from: Mapped[str] = mapped_column(String(320))
-    rcpt_tos: Mapped[list] = mapped_column(default=list)
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    rcpt_tos: Mapped[list[str]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # sending, sent, failed
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str] = mapped_column(Text, default="")
@@ -41,10 +44,10 @@ class OutboxMail(Base):
         String(998), default="", server_default="", index=True
     )
     # How to build the mail at send time (JSON); None for rows holding finished bytes.
-    spec: Mapped[dict | None]
+    spec: Mapped[dict[str, Any] | None]
     # What came back after delivery: a bounce or an auto-reply, one line each.
     feedback: Mapped[str] = mapped_column(Text, default="", server_default="")
     content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
-    ticket: Mapped[Ticket | None] = relationship()  # noqa: F821
-    message: Mapped[Message | None] = relationship()  # noqa: F821
+    ticket: Mapped[Ticket | None] = relationship()
+    message: Mapped[Message | None] = relationship()

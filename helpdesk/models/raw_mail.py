@@ -40,7 +40,7 @@ class RawMail(Base):
     peer: Mapped[str] = mapped_column(String(255), default="")
     helo: Mapped[str] = mapped_column(String(255), default="")
     mail_from: Mapped[str] = mapped_column(String(998), default="")
-    rcpt_tos: Mapped[list] = mapped_column(default=list)
+    rcpt_tos: Mapped[list[str]] = mapped_column(default=list)
     size: Mapped[int]
     sha256: Mapped[str] = mapped_column(String(64))
     # Message-ID header (or the one derived from content) plus a body hash:

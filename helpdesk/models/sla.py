@@ -8,12 +8,16 @@ the worker's escalation job when a threshold comes due.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Date, Float, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from helpdesk.models.base import Base
 from helpdesk.models.queue import Queue
+
+if TYPE_CHECKING:
+    from helpdesk.models.ticket import Ticket
 
 
 class SlaCalendar(Base):
@@ -23,7 +27,7 @@ class SlaCalendar(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     # Seven lists (Monday first) of [start, end] minutes from midnight; end may pass 1440.
-    weekly: Mapped[list] = mapped_column(default=list)
+    weekly: Mapped[list[list[list[int]]]] = mapped_column(default=list)
     created_at: Mapped[datetime]
 
     holidays: Mapped[list[SlaHoliday]] = relationship(
@@ -100,9 +104,9 @@ class TicketSla(Base):
     # When the escalation job should look again (next warning or breach).
     next_check_at: Mapped[datetime | None]
     # Escalations already sent, e.g. ["first_response:warning", "resolution:breach"].
-    escalations: Mapped[list] = mapped_column(default=list)
+    escalations: Mapped[list[str]] = mapped_column(default=list)
     computed_at: Mapped[datetime]
 
     policy: Mapped[SlaPolicy | None] = relationship(lazy="joined")
     # Lets a new ticket get its clocks before it is flushed (no extra flush).
-    ticket: Mapped[Ticket] = relationship()  # noqa: F821
+    ticket: Mapped[Ticket] = relationship()

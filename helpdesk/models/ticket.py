@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -10,6 +11,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from helpdesk.models.base import Base
 from helpdesk.models.contact import Contact
 from helpdesk.models.queue import Queue
+
+if TYPE_CHECKING:
+    from helpdesk.models.message import Message
+    from helpdesk.models.sla import TicketSla
+    from helpdesk.models.tag import Tag
+    from helpdesk.models.user import User
 
 STATUSES = ("new", "open", "pending", "resolved", "closed")
 # Tickets someone still has to work on: lists show these by default, SLA jobs look at them.
@@ -62,20 +69,14 @@ class Ticket(Base):
         remote_side="Ticket.id", foreign_keys=[follow_up_of_id]
     )
     requester: Mapped[Contact] = relationship(lazy="joined")
-    assignee: Mapped[User | None] = relationship(lazy="joined")  # noqa: F821
+    assignee: Mapped[User | None] = relationship(lazy="joined")
     cc_links: Mapped[list[TicketCC]] = relationship(
         back_populates="ticket", cascade="all, delete-orphan", order_by="TicketCC.id"
     )
-    messages: Mapped[list[Message]] = relationship(  # noqa: F821
-        back_populates="ticket", order_by="Message.id"
-    )
+    messages: Mapped[list[Message]] = relationship(back_populates="ticket", order_by="Message.id")
 
-    sla: Mapped[TicketSla | None] = relationship(  # noqa: F821
-        lazy="joined", uselist=False, viewonly=True
-    )
-    tags: Mapped[list[Tag]] = relationship(  # noqa: F821
-        secondary="ticket_tags", order_by="Tag.name"
-    )
+    sla: Mapped[TicketSla | None] = relationship(lazy="joined", uselist=False, viewonly=True)
+    tags: Mapped[list[Tag]] = relationship(secondary="ticket_tags", order_by="Tag.name")
 
     @property
     def ccs(self) -> list[Contact]:

@@ -13,18 +13,15 @@ notifications skip it, as for customers), and the message goes no further.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.mail.addresses import normalise_address
+from helpdesk.mail.dsn import DeliveryReport
 from helpdesk.mail.parse import InboundEmail
 from helpdesk.models import OutboxMail
 from helpdesk.tickets import contacts
-
-if TYPE_CHECKING:
-    from helpdesk.intake.bounces import DeliveryReport
 
 MAX_FEEDBACK = 2000
 
@@ -51,22 +48,16 @@ def record(
         _note(row, f"{now:%Y-%m-%d %H:%M} auto-reply from {mail.from_address}: {mail.subject}")
         return "notification_auto_reply"
     sent_to = {normalise_address(a) for a in row.rcpt_tos}
-    for block in (mail.report or {}).get("recipients", []):
-        address = _recipient(block)
-        if address not in sent_to or block.get("action", "").strip().lower() != "failed":
+    for recipient in report.recipients:
+        address = recipient.address
+        if address not in sent_to or recipient.action != "failed":
             continue
-        status = block.get("status", "").strip()
-        diagnostic = block.get("diagnostic-code", "").strip()
-        _note(row, f"{now:%Y-%m-%d %H:%M} bounced for {address}: {status} {diagnostic}".rstrip())
-        if address in report.failed:
+        detail = f"{recipient.status} {recipient.diagnostic}".rstrip()
+        _note(row, f"{now:%Y-%m-%d %H:%M} bounced for {address}: {detail}")
+        if recipient.failed:
             contact = contacts.get_or_create(session, address, "", now=now)
             contact.bouncing_since = contact.bouncing_since or now
     return "notification_bounce"
-
-
-def _recipient(block: dict[str, str]) -> str:
-    value = block.get("final-recipient") or block.get("original-recipient") or ""
-    return normalise_address(value.split(";", 1)[-1])
 
 
 def _note(row: OutboxMail, line: str) -> None:

@@ -131,7 +131,7 @@ LEASE = timedelta(minutes=5)
 
 def backoff(attempts: int) -> timedelta:
     """1, 2, 4, 8 ... minutes, capped at six hours."""
-    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+    return min(BACKOFF_BASE * (1 << max(attempts - 1, 0)), BACKOFF_MAX)
 
 
 def claim_due(session: Session, *, now: datetime, limit: int = 20) -> list[OutboxMail]:

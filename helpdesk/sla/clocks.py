@@ -29,7 +29,6 @@ from helpdesk.sla.calendar import Calendar, Progress, business_minutes, progress
 # Clocks run while a ticket is active and not waiting on the customer.
 ACTIVE = tuple(s for s in ACTIVE_STATUSES if s not in WAITING_STATUSES)
 DONE = DONE_STATUSES
-CLOCKS = ("first_response", "next_response", "resolution")
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def _status_spans(
     created: datetime, events: list[Event]
 ) -> list[tuple[datetime, datetime | None, str]]:
     """Consecutive (from, to, status) spans from creation on; the last one is open."""
-    spans = []
+    spans: list[tuple[datetime, datetime | None, str]] = []
     status, since = "new", created
     for event in events:
         if event.kind == "status" and event.value != status:

@@ -66,8 +66,9 @@ def from_ical(data: bytes, years: Iterable[int]) -> list[tuple[date, str]]:
         name = str(event.get("SUMMARY", "Holiday"))
         starts = [first]
         if event.get("RRULE"):
+            ical = event["RRULE"].to_ical()
             rule = rrulestr(
-                event["RRULE"].to_ical().decode(),
+                ical.decode() if isinstance(ical, bytes) else ical,
                 dtstart=datetime.combine(first, datetime.min.time()),
             )
             until = datetime(max(wanted) + 1, 1, 1) if wanted else datetime(first.year + 1, 1, 1)

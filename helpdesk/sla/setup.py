@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from helpdesk.db import rowcount
 from helpdesk.models import (
     ACTIVE_STATUSES,
     PRIORITIES,
@@ -194,7 +195,7 @@ def mark_for_reevaluation(session: Session, *, now: datetime) -> int:
     result = session.execute(
         update(TicketSla).where(TicketSla.ticket_id.in_(active)).values(next_check_at=now)
     )
-    return result.rowcount or 0
+    return rowcount(result)
 
 
 def calendars(session: Session) -> list[SlaCalendar]:

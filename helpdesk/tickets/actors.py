@@ -60,11 +60,6 @@ class Actor:
     def api_token(cls, user: User, token_id: int, token_name: str) -> Actor:
         return cls(API_TOKEN, token_name, user.id, token_id, user)
 
-    @property
-    def is_person(self) -> bool:
-        """An agent or a customer acting by hand (not a rule, a job or a script)."""
-        return self.kind in (AGENT, CUSTOMER)
-
 
 def as_actor(actor: Actor | User) -> Actor:
     """Lifecycle functions accept a ``User`` for an agent acting in person."""

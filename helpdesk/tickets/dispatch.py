@@ -41,7 +41,7 @@ from helpdesk.tickets.events import Event
 Subscriber = Callable[[Session, Event], None]
 _KEY = "helpdesk.dispatcher"
 _STACK = "helpdesk.dispatching"
-T = TypeVar("T", Session, sessionmaker)
+T = TypeVar("T", Session, sessionmaker[Session])
 
 
 class NoDispatcher(RuntimeError):
@@ -106,7 +106,7 @@ def attach(target: T, dispatcher: Dispatcher) -> T:
 
 
 def dispatcher_of(session: Session) -> Dispatcher:
-    dispatcher = session.info.get(_KEY)
+    dispatcher: Dispatcher | None = session.info.get(_KEY)
     if dispatcher is None:
         raise NoDispatcher(
             "this session has no event dispatcher: make writing sessions with "

@@ -211,17 +211,3 @@ class MessageFailed(Event):
     outbox: OutboxMail
     message: Message
     error: str = ""
-
-
-EVENT_TYPES: tuple[type[Event], ...] = (
-    TicketCreated,
-    MessageReceived,
-    ReplyQueued,
-    NoteAdded,
-    TicketUpdated,
-    TicketMerged,
-    SlaWarning,
-    SlaBreached,
-    MessageSent,
-    MessageFailed,
-)

@@ -77,7 +77,3 @@ def preload(session: Session) -> Facts:
 
 def facts_of(session: Session) -> Facts | None:
     return session.info.get(_KEY)
-
-
-def forget(session: Session) -> None:
-    session.info.pop(_KEY, None)

@@ -16,8 +16,8 @@ acting in person):
 - ``update(session, ticket, actor=, now=, status=, priority=, assignee=,
   queue=, tags=)``: any of the fields at once, validated together (a bad
   value changes nothing), one ``TicketUpdated`` with each changed field's
-  before and after. ``set_status``, ``set_priority``, ``assign``, ``move``
-  and ``set_tags`` are the one-field forms.
+  before and after. ``assign``, ``move`` and ``set_tags`` are the
+  one-field forms the web app uses.
 - ``merge(session, source, target, ...)``: ``TicketMerged``, and the source's
   status change to closed as a ``TicketUpdated``.
 - ``record_sla(session, ticket, clock=, level=, due=, running=, now=)``, for
@@ -199,18 +199,6 @@ def update(
             ticket.updated_at = now
             op.emit(TicketUpdated(ticket=ticket, at=now, cause=op.cause, changes=changes))
     return bool(changes)
-
-
-def set_status(
-    session: Session, ticket: Ticket, status: str, *, actor: Actor | User, now: datetime
-) -> bool:
-    return update(session, ticket, actor=actor, now=now, status=status)
-
-
-def set_priority(
-    session: Session, ticket: Ticket, priority: str, *, actor: Actor | User, now: datetime
-) -> bool:
-    return update(session, ticket, actor=actor, now=now, priority=priority)
 
 
 def assign(

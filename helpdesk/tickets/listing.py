@@ -108,7 +108,7 @@ class Page:
         return max(1, -(-self.total // self.per_page))
 
 
-def _filtered(session: Session, user: User, f: TicketFilter) -> Select:
+def _filtered(session: Session, user: User, f: TicketFilter) -> Select[Ticket]:
     queue_ids = visible_queue_ids(session, user)
     stmt = select(Ticket).where(Ticket.queue_id.in_(queue_ids), Ticket.merged_into_id.is_(None))
     if f.sla or f.sort == "due":  # only then: the join costs every other list a lookup per row

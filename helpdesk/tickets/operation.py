@@ -23,7 +23,7 @@ tickets as they were (test data builders); the product never uses it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -127,8 +127,8 @@ def _refuse(what: str) -> None:
         raise DirectWrite(f"{what} written outside the ticket lifecycle")
 
 
-def _on_set(name: str):  # type: ignore[no-untyped-def]
-    def check(target, _value, _old, _initiator):  # type: ignore[no-untyped-def]
+def _on_set(name: str) -> Callable[[Ticket, object, object, object], None]:
+    def check(target: Ticket, _value: object, _old: object, _initiator: object) -> None:
         # A flush copies a related row's new id into the foreign key (queue_id
         # from queue): that is the ORM finishing a change, not a new one.
         session = object_session(target)
@@ -139,11 +139,11 @@ def _on_set(name: str):  # type: ignore[no-untyped-def]
     return check
 
 
-def _on_tags(_target, _value, _initiator):  # type: ignore[no-untyped-def]
+def _on_tags(_target: Ticket, _value: object, _initiator: object) -> None:
     _refuse("Ticket.tags")
 
 
-def _on_history(_target, _args, _kwargs):  # type: ignore[no-untyped-def]
+def _on_history(_target: TicketEvent, _args: object, _kwargs: object) -> None:
     _refuse("a TicketEvent")
 
 

@@ -28,7 +28,7 @@ def terms(query: str) -> list[str]:
     return [w.strip(".-+") for w in words if w.strip(".-+")][:MAX_TERMS]
 
 
-def matching_ticket_ids(session: Session, query: str) -> Select | None:
+def matching_ticket_ids(session: Session, query: str) -> Select[int] | None:
     """A SELECT of ticket ids whose messages match every term, or None for no terms."""
     words = terms(query)
     if not words:

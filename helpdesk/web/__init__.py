@@ -26,7 +26,7 @@ class IdConverter(IntegerConverter):
     """``<int:...>`` in every route: only numbers a database id can hold, so a larger
     one matches no route (a 404 like any missing ticket), never a database error."""
 
-    def __init__(self, map, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
@@ -59,6 +59,7 @@ def create_app(
         WTF_CSRF_TIME_LIMIT=None,
     )
     if settings.trusted_proxy_networks:
+        # Flask's documented way to wrap the WSGI app in middleware:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxy_networks)  # type: ignore[method-assign]
     app.url_map.converters["int"] = IdConverter  # before any route is added
     engine = engine or make_engine(settings)
@@ -104,11 +105,11 @@ def create_app(
         return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else ""
 
     @app.errorhandler(404)
-    def not_found(_error):  # type: ignore[no-untyped-def]
+    def not_found(_error):
         return render_template("404.html"), 404
 
     @app.errorhandler(400)
-    def bad_request(error):  # type: ignore[no-untyped-def]
+    def bad_request(error):
         return render_template("400.html", message=error.description), 400
 
     return app

@@ -74,7 +74,7 @@ def _queue_choices() -> list[SelectChoice]:
 
 @bp.route("/admin/users", methods=["GET", "POST"])
 @role_required("admin")
-def users_page():  # type: ignore[no-untyped-def]
+def users_page():
     session = get_session()
     form = UserForm()
     form.queues.choices = _queue_choices()
@@ -99,7 +99,7 @@ def users_page():  # type: ignore[no-untyped-def]
 
 @bp.post("/admin/users/<int:user_id>/deactivate")
 @role_required("admin")
-def deactivate(user_id: int):  # type: ignore[no-untyped-def]
+def deactivate(user_id: int):
     require_valid(ActionForm())
     session = get_session()
     target = session.get(User, user_id)
@@ -116,7 +116,7 @@ def deactivate(user_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/admin/users/<int:user_id>/activate")
 @role_required("admin")
-def activate(user_id: int):  # type: ignore[no-untyped-def]
+def activate(user_id: int):
     require_valid(ActionForm())
     target = get_session().get(User, user_id)
     if target is None:
@@ -128,14 +128,14 @@ def activate(user_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/admin/queues", methods=["GET"])
 @role_required("admin")
-def queues_page():  # type: ignore[no-untyped-def]
+def queues_page():
     rows = list(get_session().scalars(select(Queue).order_by(Queue.slug)))
     return render_template("admin/queues.html", queues=rows)
 
 
 @bp.route("/admin/queues/<slug>", methods=["GET", "POST"])
 @role_required("admin")
-def queue_page(slug: str):  # type: ignore[no-untyped-def]
+def queue_page(slug: str):
     session = get_session()
     queue = queues.by_slug(session, slug)
     if queue is None:
@@ -165,7 +165,7 @@ def queue_page(slug: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/admin/canned", methods=["GET", "POST"])
 @role_required("admin")
-def canned_page():  # type: ignore[no-untyped-def]
+def canned_page():
     session = get_session()
     form = CannedForm()
     form.queue.choices = [SelectChoice("", "every queue"), *_queue_choices()]
@@ -188,7 +188,7 @@ def canned_page():  # type: ignore[no-untyped-def]
 
 @bp.post("/admin/canned/<int:response_id>/delete")
 @role_required("admin")
-def canned_delete(response_id: int):  # type: ignore[no-untyped-def]
+def canned_delete(response_id: int):
     require_valid(ActionForm())
     session = get_session()
     row = session.get(CannedResponse, response_id)
@@ -201,7 +201,7 @@ def canned_delete(response_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/me", methods=["GET", "POST"])
 @login_required
-def me():  # type: ignore[no-untyped-def]
+def me():
     me_user = user()
     form = NotificationForm(obj=me_user)
     if request.method == "POST":

@@ -23,7 +23,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 @bp.errorhandler(400)
 @bp.errorhandler(401)
 @bp.errorhandler(404)
-def _json_error(error):  # type: ignore[no-untyped-def]
+def _json_error(error):
     response = jsonify(error=error.description if error.code != 404 else "not found")
     response.status_code = error.code
     if error.code == 401:
@@ -116,7 +116,7 @@ def message_json(message: Message, delivery: OutboxMail | None = None) -> dict[s
 
 
 @bp.get("/tickets")
-def tickets_index():  # type: ignore[no-untyped-def]
+def tickets_index():
     try:
         page = int(request.args.get("page", "1"))
     except ValueError:
@@ -140,7 +140,7 @@ def tickets_index():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/tickets/<int:number>")
-def tickets_show(number: int):  # type: ignore[no-untyped-def]
+def tickets_show(number: int):
     ticket = visible_ticket(get_session(), g.api_user, number)
     if ticket is None:
         abort(404)
@@ -150,7 +150,7 @@ def tickets_show(number: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/reports/sla")
-def reports_sla():  # type: ignore[no-untyped-def]
+def reports_sla():
     """The SLA report's figures; same arguments as the report page (manager, admin)."""
     if g.api_user.role not in ("manager", "admin"):
         abort(404)

@@ -53,11 +53,11 @@ def trend_chart(
             bars.append(Bar(x, pad_top + plot_h - h, bar_w, h, value, label, s))
     points = []
     if line is not None:
-        for i, value in enumerate(line[1]):
-            if value is None:
+        for i, percent in enumerate(line[1]):
+            if percent is None:
                 continue
             x = pad_left + i * slot + slot / 2
-            points.append((x, pad_top + plot_h * (1 - value / 100), value, labels[i]))
+            points.append((x, pad_top + plot_h * (1 - percent / 100), percent, labels[i]))
     step = max(1, n // 12)
     axis = [(pad_left + i * slot + slot / 2, labels[i]) for i in range(0, len(labels), step)]
     return Chart(width, height, bars, points, axis, max_value, names, line[0] if line else "")

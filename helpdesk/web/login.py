@@ -78,7 +78,7 @@ def init_app(app: Flask) -> None:
 
 
 def user() -> User:
-    return current_user.user  # type: ignore[no-any-return]
+    return current_user.user
 
 
 def role_required(*roles: str) -> Callable[..., Any]:
@@ -115,7 +115,7 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():  # type: ignore[no-untyped-def]
+def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
@@ -143,7 +143,7 @@ class LogoutForm(FlaskForm):
 
 @bp.post("/logout")
 @login_required
-def logout():  # type: ignore[no-untyped-def]
+def logout():
     form = LogoutForm()
     require_valid(form)
     signin.sign_out(get_session(), current_user.session_id)

@@ -22,7 +22,7 @@ class ActionForm(FlaskForm):
 
 @bp.get("")
 @role_required("admin")
-def index():  # type: ignore[no-untyped-def]
+def index():
     state = pipe.status(get_session())
     return render_template(
         "admin/mail.html", state=state, waiting=state.waiting_for(utcnow()), action=ActionForm()
@@ -31,7 +31,7 @@ def index():  # type: ignore[no-untyped-def]
 
 @bp.get("/<int:raw_mail_id>.eml")
 @role_required("admin")
-def original(raw_mail_id: int):  # type: ignore[no-untyped-def]
+def original(raw_mail_id: int):
     content = pipe.original(get_session(), raw_mail_id)
     if content is None:
         abort(404)
@@ -43,7 +43,7 @@ def original(raw_mail_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/reprocess")
 @role_required("admin")
-def reprocess_all():  # type: ignore[no-untyped-def]
+def reprocess_all():
     require_valid(ActionForm())
     count = pipe.reprocess(get_session())
     commit()
@@ -53,7 +53,7 @@ def reprocess_all():  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:raw_mail_id>/reprocess")
 @role_required("admin")
-def reprocess_one(raw_mail_id: int):  # type: ignore[no-untyped-def]
+def reprocess_one(raw_mail_id: int):
     require_valid(ActionForm())
     session = get_session()
     if pipe.original(session, raw_mail_id) is None:

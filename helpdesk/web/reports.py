@@ -18,7 +18,7 @@ from helpdesk.web.login import role_required
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 
-def parse_query(args, timezone: str, today: date) -> sla_report.ReportQuery:  # type: ignore[no-untyped-def]
+def parse_query(args, timezone: str, today: date) -> sla_report.ReportQuery:
     """A report query from request arguments: ``period`` (day, week, month, range)
     with ``start``/``end`` dates (end inclusive), ``queue``, ``agent``, ``bucket``."""
     zone = ZoneInfo(timezone)
@@ -71,7 +71,7 @@ def _query() -> sla_report.ReportQuery:
 
 @bp.get("/sla")
 @role_required("manager", "admin")
-def sla():  # type: ignore[no-untyped-def]
+def sla():
     session = get_session()
     query = _query()
     report = sla_report.build(session, query)
@@ -96,7 +96,7 @@ def sla():  # type: ignore[no-untyped-def]
 
 @bp.get("/sla.csv")
 @role_required("manager", "admin")
-def sla_csv():  # type: ignore[no-untyped-def]
+def sla_csv():
     session = get_session()
     query = _query()
     if request.args.get("kind") == "tickets":

@@ -67,7 +67,7 @@ class ActionForm(FlaskForm):
 
 @bp.get("")
 @role_required("admin")
-def index():  # type: ignore[no-untyped-def]
+def index():
     session = get_session()
     return render_template(
         "admin/sla.html",
@@ -89,7 +89,7 @@ def _calendar(calendar_id: int | None) -> SlaCalendar | None:
 @bp.route("/calendars/new", methods=["GET", "POST"], defaults={"calendar_id": None})
 @bp.route("/calendars/<int:calendar_id>", methods=["GET", "POST"])
 @role_required("admin")
-def calendar_page(calendar_id: int | None):  # type: ignore[no-untyped-def]
+def calendar_page(calendar_id: int | None):
     session = get_session()
     calendar = _calendar(calendar_id)
     if calendar is None:
@@ -123,9 +123,9 @@ def calendar_page(calendar_id: int | None):  # type: ignore[no-untyped-def]
 
 @bp.post("/calendars/<int:calendar_id>/import")
 @role_required("admin")
-def import_holidays(calendar_id: int):  # type: ignore[no-untyped-def]
+def import_holidays(calendar_id: int):
     session = get_session()
-    calendar = _calendar(calendar_id)
+    calendar = session.get(SlaCalendar, calendar_id) or abort(404)
     form = ImportForm()
     if not form.validate_on_submit():
         abort(400, description="Give the years to import, and a country or an iCalendar file.")
@@ -155,7 +155,7 @@ def import_holidays(calendar_id: int):  # type: ignore[no-untyped-def]
 @bp.route("/policies/new", methods=["GET", "POST"], defaults={"policy_id": None})
 @bp.route("/policies/<int:policy_id>", methods=["GET", "POST"])
 @role_required("admin")
-def policy_page(policy_id: int | None):  # type: ignore[no-untyped-def]
+def policy_page(policy_id: int | None):
     session = get_session()
     policy = session.get(SlaPolicy, policy_id) if policy_id is not None else None
     if policy_id is not None and policy is None:
@@ -197,7 +197,7 @@ def policy_page(policy_id: int | None):  # type: ignore[no-untyped-def]
 
 @bp.post("/policies/<int:policy_id>/delete")
 @role_required("admin")
-def policy_delete(policy_id: int):  # type: ignore[no-untyped-def]
+def policy_delete(policy_id: int):
     require_valid(ActionForm())
     session = get_session()
     policy = session.get(SlaPolicy, policy_id)

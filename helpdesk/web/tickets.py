@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 from urllib.parse import quote
 
 from flask import (
@@ -84,7 +85,7 @@ def _ticket(number: int) -> Ticket:
     return ticket
 
 
-def _back(ticket: Ticket):  # type: ignore[no-untyped-def]
+def _back(ticket: Ticket):
     return redirect(url_for("tickets.show", number=ticket.number))
 
 
@@ -97,7 +98,7 @@ def _invalid(form: FlaskForm) -> None:
     abort(400, description="The form was incomplete or expired; reload the page and try again.")
 
 
-def _render_message(message: Message, ticket: Ticket, show_images: bool) -> dict:
+def _render_message(message: Message, ticket: Ticket, show_images: bool) -> dict[str, Any]:
     def cid_url(content_id: str) -> str | None:
         for attachment in message.attachments:
             if attachment.content_id.strip("<>") == content_id:
@@ -114,7 +115,7 @@ def _render_message(message: Message, ticket: Ticket, show_images: bool) -> dict
 
 @bp.get("/<int:number>")
 @login_required
-def show(number: int):  # type: ignore[no-untyped-def]
+def show(number: int):
     session = get_session()
     ticket = _ticket(number)
     now = utcnow()
@@ -161,7 +162,7 @@ def show(number: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:number>/reply")
 @login_required
-def reply(number: int):  # type: ignore[no-untyped-def]
+def reply(number: int):
     session = get_session()
     ticket = _ticket(number)
     form = ReplyForm()
@@ -194,7 +195,7 @@ def reply(number: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:number>/note")
 @login_required
-def note(number: int):  # type: ignore[no-untyped-def]
+def note(number: int):
     ticket = _ticket(number)
     form = NoteForm()
     if not form.validate_on_submit():
@@ -211,7 +212,7 @@ def note(number: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:number>/properties")
 @login_required
-def properties(number: int):  # type: ignore[no-untyped-def]
+def properties(number: int):
     ticket = _ticket(number)
     form = PropertiesForm()
     if not form.validate_on_submit():
@@ -227,7 +228,7 @@ def properties(number: int):  # type: ignore[no-untyped-def]
     return _back(ticket)
 
 
-def _field_action(number: int, apply) -> Response:  # type: ignore[no-untyped-def]
+def _field_action(number: int, apply) -> Response:
     ticket = _ticket(number)
     form = FieldForm()
     if not form.validate_on_submit():
@@ -243,8 +244,8 @@ def _field_action(number: int, apply) -> Response:  # type: ignore[no-untyped-de
 
 @bp.post("/<int:number>/assignee")
 @login_required
-def assignee(number: int):  # type: ignore[no-untyped-def]
-    def apply(session, ticket, value):  # type: ignore[no-untyped-def]
+def assignee(number: int):
+    def apply(session, ticket, value):
         agent = None if value in ("", "none") else by_email(session, value)
         if value not in ("", "none") and agent is None:
             raise lifecycle.TicketError("no such user")
@@ -255,8 +256,8 @@ def assignee(number: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:number>/queue")
 @login_required
-def move(number: int):  # type: ignore[no-untyped-def]
-    def apply(session, ticket, value):  # type: ignore[no-untyped-def]
+def move(number: int):
+    def apply(session, ticket, value):
         queue = session.scalars(select(Queue).where(Queue.slug == value)).one_or_none()
         if queue is None:
             raise lifecycle.TicketError("no such queue")
@@ -267,8 +268,8 @@ def move(number: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:number>/tags")
 @login_required
-def tags(number: int):  # type: ignore[no-untyped-def]
-    def apply(session, ticket, value):  # type: ignore[no-untyped-def]
+def tags(number: int):
+    def apply(session, ticket, value):
         lifecycle.set_tags(session, ticket, lifecycle.parse_tags(value), actor=user(), now=utcnow())
 
     return _field_action(number, apply)
@@ -276,8 +277,8 @@ def tags(number: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:number>/merge")
 @login_required
-def merge(number: int):  # type: ignore[no-untyped-def]
-    def apply(session, ticket, value):  # type: ignore[no-untyped-def]
+def merge(number: int):
+    def apply(session, ticket, value):
         into = parse_id(value)
         target = visible_ticket(session, user(), into) if into is not None else None
         if target is None:
@@ -289,7 +290,7 @@ def merge(number: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/<int:number>/presence")
 @login_required
-def presence_state(number: int):  # type: ignore[no-untyped-def]
+def presence_state(number: int):
     """Polled by the ticket page: who else is here, and what arrived since."""
     session = get_session()
     ticket = _ticket(number)
@@ -323,7 +324,7 @@ def _disposition(kind: str, filename: str) -> str:
 
 @bp.get("/<int:number>/attachments/<int:attachment_id>")
 @login_required
-def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
+def attachment(number: int, attachment_id: int):
     ticket = _ticket(number)
     row = get_session().get(Attachment, attachment_id)
     if row is None or row.message.ticket_id != ticket.id:

@@ -11,10 +11,23 @@ time are ``percentile_cont`` per period total, queue, agent and trend bucket.
 
 from __future__ import annotations
 
-from sqlalchemy import CTE, ColumnElement, DateTime, Select, case, func, literal, select, tuple_
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    CompoundSelect,
+    DateTime,
+    Select,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import bindparam
 
 from helpdesk.models import Ticket, TicketSla
 from helpdesk.sla.report.figures import Counts, GroupKey, Tally, count_ticket, tallies
@@ -54,7 +67,7 @@ def _base(query: ReportQuery, buckets: int) -> CTE:
     )
 
 
-def _counts(base: CTE) -> Select:  # type: ignore[type-arg]
+def _counts(base: CTE) -> Select[*tuple[Any, ...]]:
     """Tickets alike for ``count_ticket``: per trend (creation and resolution index,
     outcomes) and per whole period of a queue and assignee (``whole_period`` = 1)."""
     b = base.c
@@ -76,12 +89,17 @@ def _counts(base: CTE) -> Select:  # type: ignore[type-arg]
     )
 
 
-def _percentiles(base: CTE, buckets: int) -> Select:  # type: ignore[type-arg]
+def _percentiles(base: CTE, buckets: int) -> CompoundSelect[*tuple[Any, ...]]:
     """Median and p90 of each response time, per whole period (in total, per queue, per
     agent) and per trend bucket; the ``all_*`` and ``whole_period`` flags say which."""
     b = base.c
 
-    def ranked(clock: str, minutes: ColumnElement[float], period, bucket) -> Select:  # type: ignore[no-untyped-def, type-arg]
+    def ranked(
+        clock: str,
+        minutes: ColumnElement[float],
+        period: ColumnElement[int],
+        bucket: ColumnElement[int],
+    ) -> Select[*tuple[Any, ...]]:
         return (
             select(
                 literal(clock).label("clock"),
@@ -90,7 +108,7 @@ def _percentiles(base: CTE, buckets: int) -> Select:  # type: ignore[type-arg]
                 func.grouping(bucket).label("whole_period"),
                 b.queue_id,
                 b.user_id,
-                func.coalesce(bucket, period).label("index"),
+                func.coalesce(bucket, period).label("bucket"),
                 func.percentile_cont(0.5).within_group(minutes).label("median"),
                 func.percentile_cont(0.9).within_group(minutes).label("p90"),
             )
@@ -133,7 +151,7 @@ def groups(session: Session, query: ReportQuery) -> dict[str, dict[GroupKey, lis
             group = found["agent"][row.user_id]
         else:
             group = found["total"][None]
-        tally = group[row.index]
+        tally = group[row.bucket]
         if row.clock == "first_response":
             tally.first_median, tally.first_p90 = row.median, row.p90
         else:

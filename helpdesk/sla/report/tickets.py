@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -37,7 +38,7 @@ class TicketRow:
     next_response_outcome: bool
 
 
-def scope(query: ReportQuery) -> Select:  # type: ignore[type-arg]
+def scope(query: ReportQuery) -> Select[*tuple[Any, ...]]:
     """Tickets joined with their clocks, filtered by queue and agent, as ``TicketRow``s;
     other columns over the same tables with ``with_only_columns(...,
     maintain_column_froms=True)``."""

@@ -49,6 +49,9 @@ class InboundEmail:
     report: dict[str, list[dict[str, str]]] | None = None
     # Why only the header block was read (over a cap, or the parse failed); "" if read whole.
     unparsed: str = ""
+    # Several From headers or mailboxes, or one the strict parser refuses
+    # (``helpdesk.mail.mailboxes``): from_address is then "" and from_name the From as written.
+    ambiguous_from: bool = False
 
     def header(self, name: str) -> str:
         """The first value of a header, or an empty string."""

@@ -15,6 +15,7 @@ transaction.
   the customer's newest own message) and, for a new ticket or when asked,
   the status change (``TicketUpdated``).
 - ``add_note(...)`` → ``NoteAdded``.
+- ``acknowledgement_withheld(...)``: only a history row (no event).
 
 A message from outside arrives as a ``NewMessage`` (``NewMessage.from_mail``
 for parsed mail), so the portal and the API open tickets exactly as mail does.
@@ -122,6 +123,9 @@ class Opening:
     channel: str = "mail"
     message: NewMessage | None = None
     ccs: Sequence[Contact] = ()
+    # Addresses the message named that did not become CCs (over the cap, or an
+    # unproven sender): kept on the message, recorded in the history, never mailed.
+    ccs_not_added: Sequence[str] = ()
     acknowledge: bool = True
     follow_up_of: Ticket | None = None
 
@@ -161,6 +165,7 @@ def open_ticket(
         automated = opening.message.automated if opening.message else False
         _add_ccs(ticket, opening.ccs, requester)
         op.history(ticket, "created", new=opening.channel)
+        _record_not_added(op, ticket, opening.ccs_not_added)
         op.emit(
             TicketCreated(
                 ticket=ticket, at=now, cause=op.cause, channel=opening.channel, message=message,
@@ -178,12 +183,14 @@ def receive_message(
     actor: Actor | User,
     now: datetime,
     ccs: Sequence[Contact] = (),
+    ccs_not_added: Sequence[str] = (),
     channel: str = "mail",
 ) -> Message:
     """A message from outside on an existing ticket (a customer, or an agent's own mail).
 
     A customer's message that is not automated reopens a ticket that was
-    pending, resolved or closed, and its new CCs join the ticket.
+    pending, resolved or closed, and its new CCs join the ticket
+    (``ccs_not_added``: as for ``Opening``).
     """
     actor = as_actor(actor)
     automated = new.automated
@@ -195,6 +202,7 @@ def receive_message(
             reopened = apply_status(op, ticket, "open")
         if not automated:
             _add_ccs(ticket, ccs, ticket.requester)
+        _record_not_added(op, ticket, ccs_not_added)
         op.emit(
             MessageReceived(
                 ticket=ticket, at=now, cause=op.cause, message=message, channel=channel,
@@ -325,3 +333,16 @@ def _add_ccs(ticket: Ticket, ccs: Sequence[Contact], requester: Contact) -> None
         if contact.id not in known:
             ticket.cc_links.append(TicketCC(contact=contact))
             known.add(contact.id)
+
+
+def acknowledgement_withheld(
+    session: Session, ticket: Ticket, *, reason: str, now: datetime
+) -> None:
+    """No acknowledgement went to the requester, and why: a history row, by the system."""
+    with operation(session, Actor.system("acknowledgements"), now) as op:
+        op.history(ticket, "acknowledgement_withheld", new=reason)
+
+
+def _record_not_added(op: Operation, ticket: Ticket, addresses: Sequence[str]) -> None:
+    if addresses:
+        op.history(ticket, "ccs_not_added", new=", ".join(addresses))

@@ -87,6 +87,9 @@ class Settings:
     subject_tag_prefix: str = "HD#"
     # The authserv-id of the MX in front of us: its Authentication-Results are believed.
     trusted_authserv_id: str = ""
+    # Characters of a message's text, and of its HTML, that a page shows (beyond: a link
+    # to the original).
+    max_display_body: int = 256 * 1024
     # CCs a ticket takes from mail (the rest are recorded on the message, not mailed).
     max_mail_ccs: int = 10
     ack_window_minutes: int = 60

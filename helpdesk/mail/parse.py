@@ -23,6 +23,7 @@ from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
 from helpdesk.mail.charsets import decode_bytes
+from helpdesk.mail.display import prepare_html
 from helpdesk.mail.headers import (
     MAX_ADDRESS,
     MAX_HEADER_ID,
@@ -178,4 +179,5 @@ def _inbound(
         defects=[type(d).__name__ for d in msg.defects],
         report=report,
         ambiguous_from=sender is None,
+        html_safe=prepare_html(body.html) if body.html else "",
     )

@@ -31,6 +31,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from helpdesk.mail.classify import is_automated
+from helpdesk.mail.display import prepare_html
 from helpdesk.mail.parse import InboundEmail
 from helpdesk.models import (
     STATUSES,
@@ -81,6 +82,8 @@ class NewMessage:
     subject: str = ""
     text: str = ""
     html: str = ""
+    # ``html`` already sanitised (``prepare_html``), when the caller has it.
+    html_safe: str = ""
     message_id: str = ""
     in_reply_to: Sequence[str] = ()
     references: Sequence[str] = ()
@@ -104,7 +107,8 @@ class NewMessage:
     ) -> NewMessage:
         return cls(
             from_address=mail.from_address, from_name=mail.from_name, subject=mail.subject,
-            text=mail.text, html=mail.html, message_id=mail.message_id,
+            text=mail.text, html=mail.html, html_safe=mail.html_safe,
+            message_id=mail.message_id,
             in_reply_to=mail.in_reply_to, references=mail.references,
             to=[address for _, address in mail.to], cc=[address for _, address in mail.cc],
             reply_to=mail.reply_to, sent_at=mail.date, attachments=mail.attachments,
@@ -304,6 +308,7 @@ def _add_message(op: Operation, ticket: Ticket, new: NewMessage) -> Message:
         sent_at=new.sent_at,
         text_body=new.text,
         html_body=new.html,
+        html_safe=(new.html_safe or prepare_html(new.html)) if new.html else "",
         flags=sorted(new.flags),
         also_addressed=list(new.also_addressed),
         contact_id=actor.ref if actor.kind == CUSTOMER else None,

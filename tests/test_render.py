@@ -37,6 +37,15 @@ def test_nesting_is_cut_at_the_cap_and_content_kept():
     assert cleaned.count("<div>") == MAX_HTML_DEPTH and "x" in cleaned
 
 
+def test_stored_html_is_presented_in_one_pass_without_being_fooled():
+    html = '<img alt="x src=" src="http://e.example/t.png"><img src="cid:logo" alt="a>b">'
+    shown = sanitise_html(html, cid_url=lambda cid: f"/a/{cid}?x=1&y=2")
+    assert "e.example" not in shown.html and shown.blocked_images == 1
+    assert '<img src="/a/logo?x=1&amp;y=2" alt="a&gt;b">' in shown.html
+    allowed = sanitise_html(html, cid_url=lambda cid: None, show_remote_images=True)
+    assert 'src="http://e.example/t.png"' in allowed.html and allowed.blocked_images == 0
+
+
 def test_quote_folding_is_one_pass_and_finds_the_trailing_quote():
     text = "New\n> a\nmiddle\n" + "> q\n" * 10_000 + "\n"
     folded = fold_quotes(text)

@@ -68,7 +68,7 @@ VOID_ELEMENTS = frozenset({
 _TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^>]*)>")
 # A tag as nh3 (html5ever) writes it: attribute values double-quoted, quotes escaped.
 _SAFE_IMG_RE = re.compile(r'<img((?:\s+[^\s=>"/]+(?:="[^"]*")?)*)\s*/?>')
-_SRC_RE = re.compile(r'(\s)src="([^"]*)"')
+_ATTRIBUTE_RE = re.compile(r'\s+([^\s=>"/]+)(?:="([^"]*)")?')
 
 
 def cap_nesting(html: str, max_depth: int = MAX_HTML_DEPTH) -> str:
@@ -137,27 +137,27 @@ def present_html(
     attachment URLs, remote images blocked unless asked for; one pass."""
     blocked = 0
 
-    def image(match: re.Match[str]) -> str:
+    def source(value: str) -> str | None:
         nonlocal blocked
-        attributes = match.group(1)
-        found = _SRC_RE.search(attributes)
-        if found is None:
-            return match.group(0)
-        value = html_lib.unescape(found.group(2))
         lowered = value.lower()
         if lowered.startswith("cid:"):
-            url = cid_url(value[4:].strip().strip("<>"))
-        elif lowered.startswith(("http://", "https://")) and not show_remote_images:
+            return cid_url(value[4:].strip().strip("<>"))
+        if lowered.startswith(("http://", "https://")) and not show_remote_images:
             blocked += 1
-            url = None
-        else:
-            url = value
-        if url is None:
-            attributes = attributes[: found.start()] + attributes[found.end() :]
-        else:
-            escaped = html_lib.escape(url, quote=True)
-            attributes = f'{attributes[: found.start()]} src="{escaped}"{attributes[found.end() :]}'
-        return f"<img{attributes}>"
+            return None
+        return value
+
+    def image(match: re.Match[str]) -> str:
+        parts = []
+        # Attributes one by one, as nh3 wrote them (values quoted, no quote inside).
+        for name, value in _ATTRIBUTE_RE.findall(match.group(1)):
+            if name.lower() == "src":
+                url = source(html_lib.unescape(value))
+                if url is None:
+                    continue
+                value = html_lib.escape(url, quote=True)
+            parts.append(f' {name}="{value}"')
+        return "<img" + "".join(parts) + ">"
 
     return SafeHtml(_SAFE_IMG_RE.sub(image, safe), blocked)
 

@@ -131,3 +131,27 @@ def test_hostile_ticket_renders_capped_in_a_browser(
     assert agent.guard.problems() == {}
     row = session.scalars(select(RawMail)).one()
     assert row.state == "processed"
+
+
+def test_migration_fills_stored_html_of_existing_messages(settings, engine, session):
+    """Messages stored before 0009 get their sanitised HTML when the database is upgraded."""
+    from alembic import command
+
+    from helpdesk.mail.display import prepare_html
+    from tests.conftest import start_gateway
+
+    running = start_gateway(settings, engine)
+    try:
+        running.send(hostile_mail(1), mail_from="mallory@attacker.example")
+    finally:
+        running.stop()
+    session.close()
+    engine.dispose()
+    command.downgrade(db.alembic_config(engine), "0008")
+    command.upgrade(db.alembic_config(engine), "head")
+    session.expire_all()
+    inbound = session.scalars(select(Message).where(Message.kind == "inbound")).one()
+    assert inbound.html_safe == prepare_html(inbound.html_body)
+    assert inbound.html_safe.count("<div>") == MAX_HTML_DEPTH
+    outbound = session.scalars(select(Message).where(Message.kind == "outbound")).one()
+    assert outbound.html_safe == prepare_html(outbound.html_body) != ""

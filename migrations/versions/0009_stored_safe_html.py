@@ -18,8 +18,9 @@ BATCH = 200
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("html_safe", sa.Text(), nullable=True))
+    # A plain ADD/DROP COLUMN on both databases: a batch table copy would trip the
+    # foreign keys that point at messages on SQLite.
+    op.add_column("messages", sa.Column("html_safe", sa.Text(), nullable=True))
     # Backfill in batches of ids, each HTML sanitised once (a row the page meets
     # unfilled is sanitised on the fly, so an interrupted upgrade loses nothing).
     conn = op.get_bind()
@@ -44,5 +45,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_column("html_safe")
+    op.execute("ALTER TABLE messages DROP COLUMN html_safe")

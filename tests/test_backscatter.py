@@ -23,6 +23,8 @@ from helpdesk.models import Message, OutboxMail, Ticket, TicketEvent
 from tests.conftest import outbox_bytes, start_gateway
 from tests.test_sla_escalation import sign_in
 
+pytest_plugins = ["tests.browser_support"]
+
 
 def mail(tag: str, *, sender: str, name: str = "", subject: str = "Help", extra: str = "") -> bytes:
     display = f'"{name}" <{sender}>' if name else sender
@@ -158,3 +160,31 @@ def test_notification_reply_address_proves_the_agent(gateway, session, make_user
         ("<bob-answer@example.com>", True, []),
         ("<bob-forged@example.com>", False, ["spoofed_agent"]),
     ]
+
+
+def test_forged_and_ambiguous_senders_are_flagged_in_a_browser(gateway, make_user, open_agent):
+    from playwright.sync_api import expect
+
+    make_user("admin@example.com", "admin")
+    gateway.send(
+        mail("forged-b", sender="admin@example.com", name="Admin", subject="Refund approved"),
+        mail_from="evil@evil.example",
+    )
+    gateway.send(
+        b"From: a@x.example)<mallory@evil.example>\r\nTo: help-desk@example.com\r\n"
+        b"Subject: Invoice\r\nMessage-ID: <ambiguous-b@evil.example>\r\n\r\nPay now.\r\n",
+        mail_from="mallory@evil.example",
+    )
+    agent = open_agent("admin")
+    agent.sign_in("admin@example.com")
+    page = agent.page
+    agent.open("/tickets/1")
+    message = page.locator(".message.inbound").first
+    expect(message.locator(".flag", has_text="spoofed_agent")).to_be_visible()
+    expect(message.locator(".sender-doubt")).to_contain_text("without proof")
+    expect(page.locator(".history")).to_contain_text("acknowledgement_withheld")
+    agent.open("/tickets/2")
+    message = page.locator(".message.inbound").first
+    expect(message.locator(".flag", has_text="ambiguous_from")).to_be_visible()
+    expect(message.locator(".sender-doubt")).to_contain_text("mallory@evil.example")
+    assert agent.guard.problems() == {}

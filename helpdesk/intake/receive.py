@@ -263,10 +263,14 @@ class Incoming:
         return is_automated(self.flags)
 
     def message(self, also_addressed: list[str] | None = None) -> NewMessage:
-        return NewMessage.from_mail(
+        new = NewMessage.from_mail(
             self.mail, raw_mail_id=self.row.id, flags=self.flags,
             also_addressed=also_addressed or [],
         )  # fmt: skip
+        # An ambiguous From names nobody: the message is the envelope sender's (the
+        # requester's), its From as written kept as the name shown.
+        new.from_address = new.from_address or self.sender
+        return new
 
 
 def _opens_new_ticket(ticket: Ticket, incoming: Incoming) -> bool:

@@ -1,7 +1,7 @@
 """Keys derived from ``HELPDESK_SECRET_KEY``, one per purpose.
 
-Sessions, CSRF tokens and our Message-IDs each get their own key (HKDF-SHA256
-with a label), so a signature made for one purpose never verifies for
+Sessions, CSRF tokens, our Message-IDs and agents' reply addresses each get
+their own key (HKDF-SHA256 with a label), so a signature made for one purpose never verifies for
 another, and no part of the app holds the secret itself where a derived key
 will do.
 """
@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 SESSION = "web-session"
 CSRF = "csrf"
 MESSAGE_ID = "message-id"
+AGENT_REPLY_ADDRESS = "agent-reply-address"
 
 
 @functools.lru_cache(maxsize=32)

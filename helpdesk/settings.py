@@ -86,7 +86,17 @@ class Settings:
     database_timeout: float = 5.0
     # Mail behaviour.
     subject_tag_prefix: str = "HD#"
+    # The authserv-id of the MX in front of us: its Authentication-Results are believed.
+    trusted_authserv_id: str = ""
+    # Characters of a message's text, and of its HTML, that a page shows (beyond: a link
+    # to the original).
+    max_display_body: int = 256 * 1024
+    # CCs a ticket takes from mail (the rest are recorded on the message, not mailed).
+    max_mail_ccs: int = 10
     ack_window_minutes: int = 60
+    # Acknowledgements per clock hour, in all and to one recipient domain (backscatter caps).
+    ack_max_per_hour: int = 200
+    ack_max_per_domain_per_hour: int = 30
     sender_name: str = "Support"
     # Optional Reply-To on outgoing mail (default: none, replies go to the queue address).
     reply_to: str = ""

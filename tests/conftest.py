@@ -75,7 +75,8 @@ def _settings(instance: Path, url: str, **overrides: object) -> Settings:
         database_url=url,
         secret_key=SECRET,
         mail_domain="example.com",
-        **{"parse_workers": 1, **overrides},
+        # The test MX: its Authentication-Results prove agents (tests/corpus/threading).
+        **{"parse_workers": 1, "trusted_authserv_id": "mx.example.com", **overrides},
     )
 
 

@@ -29,7 +29,16 @@ from helpdesk import db
 from helpdesk.accounts import users
 from helpdesk.clock import utcnow
 from helpdesk.mail.messageid import make_message_id, verify_message_id
-from helpdesk.models import Contact, Message, OutboxMail, Queue, RawMail, Ticket, User
+from helpdesk.models import (
+    Contact,
+    Message,
+    OutboxMail,
+    Queue,
+    RawMail,
+    Ticket,
+    TicketEvent,
+    User,
+)
 from helpdesk.subscribers import writing_sessions
 from helpdesk.tickets import conversation
 from helpdesk.tickets.operation import direct_writes
@@ -41,7 +50,11 @@ DEFAULT_RCPT = "help-desk@example.com"
 
 # What each step may say; anything else is a mistake in the scenario.
 MAIL_KEYS = {"outcome", "ticket", "rule", "reason", "flags", "author", "also_addressed"}
-TICKET_KEYS = {"status", "queue", "requester", "ccs", "follow_up_of", "inbound", "outbound"}
+TICKET_KEYS = {
+    "status", "queue", "requester", "ccs", "follow_up_of", "inbound", "outbound", "not_sent",
+}  # fmt: skip
+# History rows that say what was not mailed (``not_sent``: "kind: value", oldest first).
+NOT_SENT_KINDS = ("acknowledgement_withheld", "ccs_not_added")
 GLOBAL_KEYS = {"tickets", "acks", "bouncing", "raw_mails"}
 REPLY_KEYS = {"flags", "queued", "to", "in_reply_to", "references"}
 STEP_KEYS = {
@@ -145,7 +158,8 @@ class Scenario:
             mail_from = step.get("mail_from")
             if mail_from is None:
                 mail_from = self._from_header(raw)
-            refused = self.gateway.send(raw, mail_from=mail_from, to=step.get("to", [DEFAULT_RCPT]))
+            to = [self.substitute(t.encode(), i).decode() for t in step.get("to", [DEFAULT_RCPT])]
+            refused = self.gateway.send(raw, mail_from=mail_from, to=to)
             assert refused == {}, refused
         self.fresh()
         rows = self.session.scalars(
@@ -176,6 +190,8 @@ class Scenario:
                 return self._outbound_id(int(arg)).encode()
             if name == "notification":
                 return self._notification_id(int(arg)).encode()
+            if name == "reply_to":
+                return self._notification_header(int(arg), "Reply-To").encode()
             raise ScenarioError(f"unknown placeholder {match.group(0)!r}")
 
         return PLACEHOLDER_RE.sub(value, raw)
@@ -200,6 +216,9 @@ class Scenario:
         return message_id
 
     def _notification_id(self, number: int) -> str:
+        return self._notification_header(number, "Message-ID")
+
+    def _notification_header(self, number: int, name: str) -> str:
         self.fresh()
         ticket = self._ticket(number)
         row = self.session.scalars(
@@ -211,7 +230,7 @@ class Scenario:
         if row is None:
             raise ScenarioError(f"ticket {number} has no notification")
         sent = outbox_bytes(row)
-        return str(email.message_from_bytes(sent, policy=policy.compat32)["Message-ID"])
+        return str(email.message_from_bytes(sent, policy=policy.compat32)[name])
 
     def apply_set(self, change: dict[str, Any], where: str) -> None:
         now = utcnow()
@@ -336,7 +355,13 @@ class Scenario:
         if ticket is None or not TICKET_KEYS & set(expect):
             return {}
         kinds = [m.kind for m in ticket.messages]
+        not_sent = self.session.execute(
+            select(TicketEvent.kind, TicketEvent.new_value)
+            .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind.in_(NOT_SENT_KINDS))
+            .order_by(TicketEvent.id)
+        ).all()
         return {
+            "not_sent": [f"{kind}: {value}" for kind, value in not_sent],
             "status": ticket.status,
             "queue": ticket.queue.slug,
             "requester": ticket.requester.email,

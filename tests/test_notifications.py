@@ -119,7 +119,9 @@ def test_an_agent_writing_in_is_not_told_of_their_own_ticket(
 ):
     make_user(AGENT, "agent", ["help-desk"])
     make_user(COLLEAGUE, "agent", ["help-desk"])
-    gateway.send(customer_mail("<a1@example.com>", sender=AGENT), mail_from=AGENT)
+    # Proven by the trusted MX (tests' HELPDESK_TRUSTED_AUTHSERV_ID): DMARC passed.
+    proof = "Authentication-Results: mx.example.com; dmarc=pass header.from=example.com"
+    gateway.send(customer_mail("<a1@example.com>", sender=AGENT, headers=proof), mail_from=AGENT)
     assert count(engine, Ticket) == 1
     assert outbox(engine, "acknowledgement") == []
     assert [r.rcpt_tos for r in outbox(engine, "notification:new_ticket")] == [[COLLEAGUE]]
@@ -172,9 +174,12 @@ def test_an_agent_answering_a_notification_lands_in_the_ticket(
     gateway.send(customer_mail("<m1@customer.example>"), mail_from=SENDER)
     deliver(make_worker(engine, relay_settings, Clock()))
     [(_, _, note, _)] = received(relay, AGENT)
+    # The agent's client answers to the notification's Reply-To: the agent's own address.
+    reply_to = str(note["Reply-To"])
+    assert reply_to.startswith("help-desk+a.")
     answer = (
         f"From: Agent <{AGENT}>\r\n"
-        "To: help-desk@example.com\r\n"
+        f"To: {reply_to}\r\n"
         f"Subject: Re: {note['Subject']}\r\n"
         "Message-ID: <a1@example.com>\r\n"
         f"In-Reply-To: {note['Message-ID']}\r\n"
@@ -182,7 +187,7 @@ def test_an_agent_answering_a_notification_lands_in_the_ticket(
         "\r\n"
         "I'll take this one.\r\n"
     ).encode()
-    gateway.send(answer, mail_from=AGENT)
+    gateway.send(answer, mail_from=AGENT, to=[reply_to])
 
     assert count(engine, Ticket) == 1
     thread = messages(engine)

@@ -102,6 +102,7 @@ class World:
     app: Flask
     tickets: dict[str, int]  # queue slug -> the number of its main ticket
     attachments: dict[str, int]  # queue slug -> the id of its main ticket's attachment
+    messages: dict[str, int]  # queue slug -> the id of its main ticket's first message
     merge_sources: dict[tuple[str, str], int]  # (principal, queue) -> a ticket to merge away
     merge_sinks: dict[str, int]  # queue slug -> the ticket merges go into
     queue_of: dict[int, str]  # every ticket number -> its queue slug
@@ -163,6 +164,14 @@ def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no
         ).one()
         for q in QUEUES
     }
+    messages = {
+        q: session.scalars(
+            select(Message.id)
+            .join(Ticket, Message.ticket_id == Ticket.id)
+            .where(Ticket.number == tickets[q], Message.kind == "inbound")
+        ).one()
+        for q in QUEUES
+    }
 
     tokens = {}
     for who, (address, role, queues_) in ACCOUNTS.items():
@@ -183,6 +192,7 @@ def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no
         app=app,
         tickets=tickets,
         attachments=attachments,
+        messages=messages,
         merge_sources={(w, q): by_subject[f"Source {w} {q}"] for w in PRINCIPALS for q in QUEUES},
         merge_sinks={q: by_subject[f"Sink {q}"] for q in QUEUES},
         queue_of={number: slug for number, _, slug in rows},
@@ -299,6 +309,26 @@ def attachments_(w: World) -> list[Target]:
             {"number": w.tickets["help-desk"], "attachment_id": TOO_LARGE},
             exists=False,
             routable=False,
+        ),
+    ]
+
+
+def originals(w: World) -> list[Target]:
+    """A message's original, by ticket and message id (another ticket's is no target)."""
+    return [
+        *(
+            Target(q, {"number": w.tickets[q], "message_id": w.messages[q]}, queue=q)
+            for q in QUEUES
+        ),
+        Target(
+            "another ticket's message",
+            {"number": w.tickets["help-desk"], "message_id": w.messages["tech-support"]},
+            exists=False,
+        ),
+        Target(
+            "missing message",
+            {"number": w.tickets["help-desk"], "message_id": MISSING},
+            exists=False,
         ),
     ]
 
@@ -430,6 +460,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("tickets.presence_state", "GET"): Route(TICKET, tickets_),
     ("tickets.attachment", "GET"): Route(TICKET, attachments_),
+    ("tickets.original", "GET"): Route(TICKET, originals),
     ("admin.users_page", "GET"): Route(ADMIN),
     ("admin.users_page", "POST"): Route(
         ADMIN,

@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from helpdesk.accounts.users import active_by_email
 from helpdesk.intake.bounces import apply_report
+from helpdesk.intake.senders import Sender, active_user, identify
 from helpdesk.intake.spool import Delivery, Envelope, by_sha256, spool
 from helpdesk.intake.threads import ThreadContext, find_ticket
 from helpdesk.mail.addresses import QueueDirectory, Route, normalise_address
@@ -38,7 +38,6 @@ from helpdesk.settings import Settings
 from helpdesk.tickets import contacts, conversation, queues
 from helpdesk.tickets.actors import Actor
 from helpdesk.tickets.conversation import NewMessage, Opening
-from helpdesk.tickets.facts import facts_of
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +184,9 @@ def _apply(
 ) -> IntakeResult:
     directory = directory or queues.directory(session, mail_domain=settings.mail_domain)
     envelope_sender = normalise_address(envelope.mail_from)
-    sender = mail.from_address or envelope_sender
-    flags = classify(
+    who = identify(session, mail, envelope, settings)
+    sender = who.address
+    flags = who.flags | classify(
         mail,
         envelope_sender,
         mail_domain=settings.mail_domain,
@@ -210,14 +210,13 @@ def _apply(
             return IntakeResult("dropped", row.id, flags=sorted(flags), reason=reason)
 
     ctx = ThreadContext(
-        session, mail, sender, settings.secret_key, settings.subject_tag_prefix,
+        session, mail, sender if who.known else "", settings.secret_key,
+        settings.subject_tag_prefix, agent=who.agent,
         extra_references=report.original_message_ids if report else [],
     )  # fmt: skip
     match = find_ticket(ctx)
     flags |= ctx.flags
-    incoming = Incoming(
-        session, row, mail, sender, sorted(flags), _agent(session, sender), directory, settings, now
-    )
+    incoming = Incoming(session, row, mail, who, sorted(flags), directory, settings, now)
     if match is not None:
         ticket = match.ticket
         if report is not None:
@@ -246,22 +245,33 @@ class Incoming:
     session: Session
     row: RawMail
     mail: InboundEmail
-    sender: str
+    who: Sender
     flags: list[str]
-    agent: User | None
     directory: QueueDirectory
     settings: Settings
     now: datetime
+
+    @property
+    def sender(self) -> str:
+        return self.who.address
+
+    @property
+    def agent(self) -> User | None:
+        return self.who.agent
 
     @property
     def automated(self) -> bool:
         return is_automated(self.flags)
 
     def message(self, also_addressed: list[str] | None = None) -> NewMessage:
-        return NewMessage.from_mail(
+        new = NewMessage.from_mail(
             self.mail, raw_mail_id=self.row.id, flags=self.flags,
             also_addressed=also_addressed or [],
         )  # fmt: skip
+        # An ambiguous From names nobody: the message is the envelope sender's (the
+        # requester's), its From as written kept as the name shown.
+        new.from_address = new.from_address or self.sender
+        return new
 
 
 def _opens_new_ticket(ticket: Ticket, incoming: Incoming) -> bool:
@@ -275,15 +285,18 @@ def _opens_new_ticket(ticket: Ticket, incoming: Incoming) -> bool:
 
 
 def _follow_up(incoming: Incoming, ticket: Ticket, rule: str) -> IntakeResult:
-    session, mail, agent, now = incoming.session, incoming.mail, incoming.agent, incoming.now
+    session, agent, now = incoming.session, incoming.agent, incoming.now
     if agent is not None:
         actor = Actor.agent(agent)
     else:
         actor = Actor.customer(
-            contacts.get_or_create(session, incoming.sender, mail.from_name, now=now)
+            contacts.get_or_create(session, incoming.sender, incoming.who.name, now=now)
         )
-    ccs = [] if incoming.automated else _cc_contacts(incoming, ticket.requester.email)
-    conversation.receive_message(session, ticket, incoming.message(), actor=actor, now=now, ccs=ccs)
+    ccs, not_added = _cc_contacts(incoming, ticket.requester.email, len(ticket.ccs))
+    conversation.receive_message(
+        session, ticket, incoming.message(), actor=actor, now=now, ccs=ccs,
+        ccs_not_added=not_added,
+    )  # fmt: skip
     incoming.row.ticket_id = ticket.id
     return IntakeResult("follow_up", incoming.row.id, ticket.number, incoming.flags, rule)
 
@@ -297,12 +310,12 @@ def _new_ticket(
         raise ParseError(f"queue {slugs[0]} no longer exists")
     requester = _requester(incoming)
     actor = Actor.agent(agent) if agent is not None else Actor.customer(requester)
-    ccs = [] if incoming.automated else _cc_contacts(incoming, requester.email)
+    ccs, not_added = _cc_contacts(incoming, requester.email, 0)
     ticket = conversation.open_ticket(
         session, queue=queue, requester=requester, subject=mail.subject, actor=actor, now=now,
         opening=Opening(
             channel="mail", message=incoming.message(slugs[1:]), ccs=ccs,
-            acknowledge=agent is None, follow_up_of=follow_up_of,
+            ccs_not_added=not_added, acknowledge=agent is None, follow_up_of=follow_up_of,
         ),
     )  # fmt: skip
     session.flush()
@@ -318,7 +331,7 @@ def _requester(incoming: Incoming) -> Contact:
     agent the requester (someone must be).
     """
     session, mail, now = incoming.session, incoming.mail, incoming.now
-    name, address = mail.from_name, incoming.sender
+    name, address = incoming.who.name, incoming.sender
     if incoming.agent is not None:
         customers = _customer_recipients(session, mail, incoming.directory)
         if customers:
@@ -333,29 +346,29 @@ def _customer_recipients(
     return [
         (name, address)
         for name, address in [*mail.to, *mail.cc]
-        if directory.route(address)[0] is not Route.QUEUE and _agent(session, address) is None
+        if directory.route(address)[0] is not Route.QUEUE and active_user(session, address) is None
     ]
-
-
-def _agent(session: Session, address: str) -> User | None:
-    """The active user with this address (from preloaded facts if any)."""
-    if not address:
-        return None
-    facts = facts_of(session)
-    if facts is not None:
-        return facts.users.get(address)
-    return active_by_email(session, address)
 
 
 def _queues_from_headers(mail: InboundEmail, directory: QueueDirectory) -> list[str]:
     return directory.queues_for([address for _, address in [*mail.to, *mail.cc]])
 
 
-def _cc_contacts(incoming: Incoming, requester_email: str) -> list[Contact]:
-    """Customer addresses in To/Cc become CCs; our own addresses and agents never do."""
+def _cc_contacts(
+    incoming: Incoming, requester_email: str, present: int
+) -> tuple[list[Contact], list[str]]:
+    """Customer addresses in To/Cc become CCs (our own addresses and agents never do),
+    up to ``HELPDESK_MAX_MAIL_CCS`` on the ticket (``present`` it has already); and the
+    addresses not added. Automated mail adds none; a forged or ambiguous sender adds none
+    and records them all."""
+    if incoming.automated:
+        return [], []
     session, now = incoming.session, incoming.now
-    return [
-        contacts.get_or_create(session, address, name, now=now)
+    candidates = [
+        (name, address)
         for name, address in _customer_recipients(session, incoming.mail, incoming.directory)
         if address != requester_email
     ]
+    room = max(0, incoming.settings.max_mail_ccs - present) if incoming.who.known else 0
+    added = [contacts.get_or_create(session, a, name, now=now) for name, a in candidates[:room]]
+    return added, [address for _, address in candidates[room:]]

@@ -3,9 +3,11 @@
 The rules run in order and the first match wins (DESIGN.md, "Email rules"):
 our signed Message-IDs in In-Reply-To/References, then any stored Message-ID,
 then the subject tag, which only counts when the sender already takes part in
-the ticket (or in the ticket it was merged into). Subject text alone never
-threads. A tag that does not count leaves a flag: ``tag_mismatch`` for a
-sender who takes no part, ``unknown_tag`` for a ticket that does not exist.
+the ticket (or in the ticket it was merged into) or is a proven agent
+(``helpdesk.intake.senders``); a sender whose From is forged or ambiguous
+takes part in nothing. Subject text alone never threads. A tag that does not
+count leaves a flag: ``tag_mismatch`` for a sender who takes no part,
+``unknown_tag`` for a ticket that does not exist.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.accounts.users import active_by_email
 from helpdesk.mail.messageid import verify_message_id
 from helpdesk.mail.parse import InboundEmail
-from helpdesk.models import Message, Ticket
+from helpdesk.models import Message, Ticket, User
 from helpdesk.tickets.lifecycle import by_number, resolve_merges
 
 
@@ -28,9 +29,12 @@ from helpdesk.tickets.lifecycle import by_number, resolve_merges
 class ThreadContext:
     session: Session
     mail: InboundEmail
+    # "" for a sender who may not be matched to participants (forged or ambiguous From).
     sender: str
     secret_key: str
     tag_prefix: str
+    # A proven agent takes part in every ticket (``helpdesk.intake.senders``).
+    agent: User | None = None
     # Message-IDs named elsewhere, e.g. the original message inside a bounce.
     extra_references: list[str] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
@@ -76,14 +80,11 @@ def stored_reference(ctx: ThreadContext) -> Ticket | None:
     return None
 
 
-def is_participant(session: Session, ticket: Ticket, address: str) -> bool:
+def is_participant(ticket: Ticket, address: str) -> bool:
+    """The requester or a CC (agents: only with proof, see ``ThreadContext.agent``)."""
     if not address:
         return False
-    if ticket.requester.email == address:
-        return True
-    if any(cc.email == address for cc in ticket.ccs):
-        return True
-    return active_by_email(session, address) is not None
+    return ticket.requester.email == address or any(cc.email == address for cc in ticket.ccs)
 
 
 def subject_tag(ctx: ThreadContext) -> Ticket | None:
@@ -97,7 +98,7 @@ def subject_tag(ctx: ThreadContext) -> Ticket | None:
         return None
     # The requester of a merged ticket still writes with its tag.
     target = resolve_merges(ctx.session, ticket)
-    if not any(is_participant(ctx.session, t, ctx.sender) for t in {ticket, target}):
+    if ctx.agent is None and not any(is_participant(t, ctx.sender) for t in {ticket, target}):
         ctx.flags.add("tag_mismatch")
         return None
     return ticket

@@ -14,9 +14,9 @@ import hashlib
 import itertools
 import re
 from email.message import Message
-from email.utils import getaddresses
 
 from helpdesk.mail.charsets import decode_bytes
+from helpdesk.mail.mailboxes import getaddresses
 
 MESSAGE_ID_RE = re.compile(r"<[^<>\s]+>")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -189,20 +189,24 @@ def first(msg: Message, name: str) -> str:
 
 
 def addresses(msg: Message, name: str) -> list[tuple[str, str]]:
-    """(display name, lower-case address) pairs of an address header."""
+    """(display name, lower-case address) pairs of an address header, parsed strictly
+    (``helpdesk.mail.mailboxes``): a malformed header gives none."""
     # Split the raw value first: a decoded display name may hold a comma.
     try:
         pairs = getaddresses(raw_values(msg, name))
-    except Exception:  # the parser is lenient, but this is untrusted input
+    except Exception:  # untrusted input
         return []
-    result = []
-    for display, address in pairs:
-        address = one_line(address).lower()
-        # Longer than any deliverable address: junk, and it would overflow the database.
-        if "@" not in address or len(address) > MAX_ADDRESS:
-            continue
-        result.append((header_text(display), address))
-    return result
+    return [pair for pair in (mailbox(d, a) for d, a in pairs) if pair is not None]
+
+
+def mailbox(display: str, address: str) -> tuple[str, str] | None:
+    """A parsed (name, address) as stored: the name decoded, the address lower-case;
+    None for an address that is no address."""
+    address = one_line(address).lower()
+    # Longer than any deliverable address: junk, and it would overflow the database.
+    if "@" not in address or len(address) > MAX_ADDRESS:
+        return None
+    return header_text(display), address
 
 
 def message_ids(value: str) -> list[str]:

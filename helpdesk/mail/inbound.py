@@ -49,6 +49,12 @@ class InboundEmail:
     report: dict[str, list[dict[str, str]]] | None = None
     # Why only the header block was read (over a cap, or the parse failed); "" if read whole.
     unparsed: str = ""
+    # Several From headers or mailboxes, or one the strict parser refuses
+    # (``helpdesk.mail.mailboxes``): from_address is then "" and from_name the From as written.
+    ambiguous_from: bool = False
+    # ``html`` sanitised for display (``helpdesk.mail.display.prepare_html``), made in the
+    # parse step so the costly part runs once, inside the parse's time bound.
+    html_safe: str = ""
 
     def header(self, name: str) -> str:
         """The first value of a header, or an empty string."""

@@ -23,6 +23,7 @@ from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
 from helpdesk.mail.charsets import decode_bytes
+from helpdesk.mail.display import prepare_html
 from helpdesk.mail.dsn import report_fields
 from helpdesk.mail.headers import (
     MAX_ADDRESS,
@@ -35,13 +36,16 @@ from helpdesk.mail.headers import (
     first,
     header_text,
     header_values,
+    mailbox,
     message_ids,
     normalise_line_endings,
     one_line,
+    raw_values,
     split_body,
 )
 from helpdesk.mail.inbound import InboundEmail, ParsedAttachment, ParseError
 from helpdesk.mail.limits import Limits, check, header_block_end
+from helpdesk.mail.mailboxes import from_mailbox
 from helpdesk.mail.parts import MAX_FILENAME, Body, content_type, read_body
 from helpdesk.mail.parts import sanitise_filename as sanitise_filename
 
@@ -147,8 +151,10 @@ def _inbound(
     report: dict[str, list[dict[str, str]]] | None,
 ) -> InboundEmail:
     headers = all_headers(msg)
-    from_list = addresses(msg, "from")
-    from_name, from_address = from_list[0] if from_list else ("", "")
+    sender = from_mailbox(raw_values(msg, "from"))
+    from_name, from_address = (mailbox(*sender) or ("", "")) if sender else ("", "")
+    if sender is None:  # ambiguous: matched to nobody; the From as written, for people
+        from_name = " | ".join(headers.get("from", []))[:200]
     reply_to = addresses(msg, "reply-to")
     subject = (headers.get("subject") or [""])[0]
     date_header = (headers.get("date") or [""])[0]
@@ -173,4 +179,6 @@ def _inbound(
         body_hash=body_hash,
         defects=[type(d).__name__ for d in msg.defects],
         report=report,
+        ambiguous_from=sender is None,
+        html_safe=prepare_html(body.html) if body.html else "",
     )

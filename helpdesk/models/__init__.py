@@ -1,5 +1,6 @@
 """The data model, one module per concept; import from here."""
 
+from helpdesk.models.ack_count import AcknowledgementCount
 from helpdesk.models.base import Base
 from helpdesk.models.canned import CannedResponse
 from helpdesk.models.contact import Contact
@@ -32,6 +33,7 @@ __all__ = [
     "ROLES",
     "STATUSES",
     "WAITING_STATUSES",
+    "AcknowledgementCount",
     "ApiToken",
     "Attachment",
     "Base",

@@ -36,6 +36,9 @@ class Message(Base):
     sent_at: Mapped[datetime | None]
     text_body: Mapped[str] = mapped_column(Text, default="")
     html_body: Mapped[str] = mapped_column(Text, default="")
+    # html_body sanitised once when stored (helpdesk.mail.display.prepare_html); None
+    # for rows stored before it existed (the page then sanitises them itself).
+    html_safe: Mapped[str | None] = mapped_column(Text)
     flags: Mapped[list[str]] = mapped_column(default=list)
     # Other queues the same message was addressed to (recorded, not routed).
     also_addressed: Mapped[list[str]] = mapped_column(default=list)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, undefer
 
+from helpdesk.mail.display import prepare_html
 from helpdesk.models import Attachment, Contact, Message, OutboxMail, Ticket
 from helpdesk.outbound.ticket_mail import TicketMail
 from helpdesk.tickets import lifecycle
@@ -69,6 +70,7 @@ def enqueue(
         sent_at=now,
         text_body=mail.text,
         html_body=mail.html,
+        html_safe=prepare_html(mail.html) if mail.html else "",
         flags=message_flags + [f"skipped:{a}" for a in skipped],
         author_id=author_id,
         created_at=now,

@@ -43,6 +43,7 @@ from helpdesk.mail.compose import (
     build as build_mime,
 )
 from helpdesk.mail.messageid import make_message_id
+from helpdesk.mail.reply_address import agent_reply_address
 from helpdesk.models import Contact, Message, OutboxMail, Ticket, User
 from helpdesk.settings import Settings
 
@@ -143,6 +144,14 @@ def build(mail: TicketMail, message: Message | None = None) -> EmailMessage:
 # --- What each kind of mail shows ---------------------------------------------
 
 
+ACK_SUBJECT_LENGTH = 100
+
+
+def shorten(text: str, length: int) -> str:
+    """At most ``length`` characters, an ellipsis marking a cut."""
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"
+
+
 def ticket_values(ticket: Ticket, prefix: str) -> dict[str, Any]:
     """The ticket as templates see it."""
     return {
@@ -214,17 +223,20 @@ def _threading(message: Message | None) -> dict[str, Any]:
 def acknowledgement(
     ticket: Ticket, inbound: Message | None, *, settings: Settings, now: datetime
 ) -> TicketMail:
-    """ "We received your request": to the requester, threaded under their message."""
-    context = {
-        "ticket": ticket_values(ticket, settings.subject_tag_prefix),
-        "queue": ticket.queue.name,
-        "sender_name": settings.sender_name,
-    }
+    """ "We received your request": to the requester, threaded under their message.
+
+    It goes to whoever the mail claims to be, so it echoes as little as it can:
+    never the display name (not even to a queue's own template), the subject
+    cut to ``ACK_SUBJECT_LENGTH`` characters."""
+    subject = shorten(ticket.subject, ACK_SUBJECT_LENGTH)
+    values = ticket_values(ticket, settings.subject_tag_prefix)
+    values |= {"subject": subject, "requester": {"name": "", "email": ticket.requester.email}}
+    context = {"ticket": values, "queue": ticket.queue.name, "sender_name": settings.sender_name}
     slug = ticket.queue.slug
     return _mail(
         ticket, "acknowledgement", settings, now,
         to=[ticket.requester.email],
-        subject=reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number),
+        subject=reply_subject(subject, settings.subject_tag_prefix, ticket.number),
         reply_to=settings.reply_to, automatic=True,
         text=render_for_queue("acknowledgement.txt", slug, **context),
         html=render_for_queue("acknowledgement.html", slug, **context),
@@ -284,6 +296,7 @@ def notification(
     return _mail(
         ticket, purpose, settings, now, to=[user.email], subject=f"{title}: {tagged}",
         automatic=True, template="notification", context=context,
+        reply_to=agent_reply_to(ticket, user, settings),
     ).check()  # fmt: skip
 
 
@@ -314,7 +327,14 @@ def escalation(
     return _mail(
         ticket, f"escalation:{level}", settings, now, to=[user.email],
         subject=f"{title}: {tagged}", automatic=True, template="sla_escalation", context=context,
+        reply_to=agent_reply_to(ticket, user, settings),
     ).check()  # fmt: skip
+
+
+def agent_reply_to(ticket: Ticket, user: User, settings: Settings) -> str:
+    """The agent's own reply address at the ticket's queue: their answer by mail counts
+    as theirs (``helpdesk.intake.senders``)."""
+    return agent_reply_address(ticket.queue.email_address, settings.secret_key, user.id, user.email)
 
 
 def bouncing(contacts: Sequence[Contact]) -> set[str]:

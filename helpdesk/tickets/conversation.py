@@ -15,6 +15,7 @@ transaction.
   the customer's newest own message) and, for a new ticket or when asked,
   the status change (``TicketUpdated``).
 - ``add_note(...)`` → ``NoteAdded``.
+- ``acknowledgement_withheld(...)``: only a history row (no event).
 
 A message from outside arrives as a ``NewMessage`` (``NewMessage.from_mail``
 for parsed mail), so the portal and the API open tickets exactly as mail does.
@@ -30,6 +31,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from helpdesk.mail.classify import is_automated
+from helpdesk.mail.display import prepare_html
 from helpdesk.mail.parse import InboundEmail
 from helpdesk.models import (
     STATUSES,
@@ -80,6 +82,8 @@ class NewMessage:
     subject: str = ""
     text: str = ""
     html: str = ""
+    # ``html`` already sanitised (``prepare_html``), when the caller has it.
+    html_safe: str = ""
     message_id: str = ""
     in_reply_to: Sequence[str] = ()
     references: Sequence[str] = ()
@@ -103,7 +107,8 @@ class NewMessage:
     ) -> NewMessage:
         return cls(
             from_address=mail.from_address, from_name=mail.from_name, subject=mail.subject,
-            text=mail.text, html=mail.html, message_id=mail.message_id,
+            text=mail.text, html=mail.html, html_safe=mail.html_safe,
+            message_id=mail.message_id,
             in_reply_to=mail.in_reply_to, references=mail.references,
             to=[address for _, address in mail.to], cc=[address for _, address in mail.cc],
             reply_to=mail.reply_to, sent_at=mail.date, attachments=mail.attachments,
@@ -122,6 +127,9 @@ class Opening:
     channel: str = "mail"
     message: NewMessage | None = None
     ccs: Sequence[Contact] = ()
+    # Addresses the message named that did not become CCs (over the cap, or an
+    # unproven sender): kept on the message, recorded in the history, never mailed.
+    ccs_not_added: Sequence[str] = ()
     acknowledge: bool = True
     follow_up_of: Ticket | None = None
 
@@ -161,6 +169,7 @@ def open_ticket(
         automated = opening.message.automated if opening.message else False
         _add_ccs(ticket, opening.ccs, requester)
         op.history(ticket, "created", new=opening.channel)
+        _record_not_added(op, ticket, opening.ccs_not_added)
         op.emit(
             TicketCreated(
                 ticket=ticket, at=now, cause=op.cause, channel=opening.channel, message=message,
@@ -178,12 +187,14 @@ def receive_message(
     actor: Actor | User,
     now: datetime,
     ccs: Sequence[Contact] = (),
+    ccs_not_added: Sequence[str] = (),
     channel: str = "mail",
 ) -> Message:
     """A message from outside on an existing ticket (a customer, or an agent's own mail).
 
     A customer's message that is not automated reopens a ticket that was
-    pending, resolved or closed, and its new CCs join the ticket.
+    pending, resolved or closed, and its new CCs join the ticket
+    (``ccs_not_added``: as for ``Opening``).
     """
     actor = as_actor(actor)
     automated = new.automated
@@ -195,6 +206,7 @@ def receive_message(
             reopened = apply_status(op, ticket, "open")
         if not automated:
             _add_ccs(ticket, ccs, ticket.requester)
+        _record_not_added(op, ticket, ccs_not_added)
         op.emit(
             MessageReceived(
                 ticket=ticket, at=now, cause=op.cause, message=message, channel=channel,
@@ -296,6 +308,7 @@ def _add_message(op: Operation, ticket: Ticket, new: NewMessage) -> Message:
         sent_at=new.sent_at,
         text_body=new.text,
         html_body=new.html,
+        html_safe=(new.html_safe or prepare_html(new.html)) if new.html else "",
         flags=sorted(new.flags),
         also_addressed=list(new.also_addressed),
         contact_id=actor.ref if actor.kind == CUSTOMER else None,
@@ -325,3 +338,16 @@ def _add_ccs(ticket: Ticket, ccs: Sequence[Contact], requester: Contact) -> None
         if contact.id not in known:
             ticket.cc_links.append(TicketCC(contact=contact))
             known.add(contact.id)
+
+
+def acknowledgement_withheld(
+    session: Session, ticket: Ticket, *, reason: str, now: datetime
+) -> None:
+    """No acknowledgement went to the requester, and why: a history row, by the system."""
+    with operation(session, Actor.system("acknowledgements"), now) as op:
+        op.history(ticket, "acknowledgement_withheld", new=reason)
+
+
+def _record_not_added(op: Operation, ticket: Ticket, addresses: Sequence[str]) -> None:
+    if addresses:
+        op.history(ticket, "ccs_not_added", new=", ".join(addresses))

@@ -32,7 +32,7 @@ from wtforms.validators import DataRequired, Length
 from helpdesk.accounts.users import by_email
 from helpdesk.clock import utcnow
 from helpdesk.mail.compose import HeaderInjection
-from helpdesk.mail.display import fold_quotes, sanitise_html
+from helpdesk.mail.display import fold_quotes, prepare_html, present_html
 from helpdesk.models import (
     PRIORITIES,
     STATUSES,
@@ -40,6 +40,7 @@ from helpdesk.models import (
     CannedResponse,
     Message,
     Queue,
+    RawMail,
     Ticket,
     TicketEvent,
 )
@@ -98,7 +99,13 @@ def _invalid(form: FlaskForm) -> None:
     abort(400, description="The form was incomplete or expired; reload the page and try again.")
 
 
-def _render_message(message: Message, ticket: Ticket, show_images: bool) -> dict[str, Any]:
+def _render_message(
+    message: Message, ticket: Ticket, show_images: bool, limit: int
+) -> dict[str, Any]:
+    """What the page shows of a message: at most ``limit`` characters of its text and of
+    its HTML (sanitised when stored; ``present_html`` is one cheap pass), else a link to
+    the original. Linear in what is shown."""
+
     def cid_url(content_id: str) -> str | None:
         for attachment in message.attachments:
             if attachment.content_id.strip("<>") == content_id:
@@ -107,10 +114,17 @@ def _render_message(message: Message, ticket: Ticket, show_images: bool) -> dict
                 )
         return None
 
-    html = None
+    html, cut = None, len(message.text_body) > limit
     if message.html_body:
-        html = sanitise_html(message.html_body, cid_url=cid_url, show_remote_images=show_images)
-    return {"message": message, "html": html, "text": fold_quotes(message.text_body)}
+        safe = message.html_safe
+        if safe is None:  # stored before HTML was kept sanitised
+            safe = prepare_html(message.html_body)
+        if len(safe) > limit:
+            cut = True
+        else:
+            html = present_html(safe, cid_url=cid_url, show_remote_images=show_images)
+    text = fold_quotes(message.text_body[:limit])
+    return {"message": message, "html": html, "text": text, "cut": cut}
 
 
 @bp.get("/<int:number>")
@@ -135,7 +149,8 @@ def show(number: int):
         )
     )
     deliveries = delivery_states(session, [m.id for m in ticket.messages])
-    messages = [_render_message(m, ticket, show_images) for m in ticket.messages]
+    limit = get_settings().max_display_body
+    messages = [_render_message(m, ticket, show_images, limit) for m in ticket.messages]
     last_id = ticket.messages[-1].id if ticket.messages else 0
     reply_form = ReplyForm(seen=str(last_id))
     properties = PropertiesForm(status=ticket.status, priority=ticket.priority)
@@ -320,6 +335,26 @@ def _disposition(kind: str, filename: str) -> str:
     return dump_options_header(
         kind, {"filename": fallback or "attachment", "filename*": "UTF-8''" + quote(filename)}
     )
+
+
+@bp.get("/<int:number>/messages/<int:message_id>/original")
+@login_required
+def original(number: int, message_id: int) -> Response:
+    """A message as received (the raw mail), or its text when there is none; a download."""
+    ticket = _ticket(number)
+    message = get_session().get(Message, message_id)
+    if message is None or message.ticket_id != ticket.id or message.kind == "note":
+        abort(404)
+    raw = get_session().get(RawMail, message.raw_mail_id) if message.raw_mail_id else None
+    if raw is not None:
+        data, name = raw.content, f"message-{message.id}.eml"
+    else:
+        data, name = message.text_body.encode(), f"message-{message.id}.txt"
+    response = Response(data, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = _disposition("attachment", name)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 @bp.get("/<int:number>/attachments/<int:attachment_id>")

@@ -84,13 +84,19 @@ def create_token(session: Session, user: User, *, now: datetime) -> str:
     return token
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    """The active user a bearer token belongs to, or None."""
-    if not token:
+def token_row(session: Session, token: str) -> ApiToken | None:
+    """The token's row if it is valid (known, and its user active), else None."""
+    if not token or len(token) > 200:
         return None
     row = session.scalars(
         select(ApiToken).where(ApiToken.token_hash == _hash_token(token))
     ).one_or_none()
     if row is None or not row.user.active:
         return None
-    return row.user
+    return row
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The active user a bearer token belongs to, or None."""
+    row = token_row(session, token)
+    return row.user if row is not None else None

@@ -33,7 +33,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from helpdesk import db
-from helpdesk.accounts import signin
+from helpdesk.accounts import signin, users
 from helpdesk.clock import utcnow
 from helpdesk.models import (
     Attachment,
@@ -115,6 +115,8 @@ class World:
     policy_id: int
     raw_mail_id: int
     user_ids: dict[str, int] = field(default_factory=dict)
+    spare_tokens: dict[str, int] = field(default_factory=dict)  # principal -> a token to revoke
+    victim_token: int = 0
 
     def email(self, who: str) -> str:
         return ACCOUNTS[who][0] if who in ACCOUNTS else WALK_IN
@@ -174,6 +176,11 @@ def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no
         write.flush()
         canned_id = response.id
     user_ids = dict(session.execute(select(User.email, User.id)).all())
+    spare_tokens = {}
+    with _write_session(engine) as write, write.begin():
+        for email in [*(a[0] for a in ACCOUNTS.values()), WALK_IN, VICTIM]:
+            row, _ = users.issue_token(write, write.get(User, user_ids[email]), now=utcnow())
+            spare_tokens[email] = row.id
 
     clients = {"anonymous": app.test_client()}
     for who in ACCOUNTS:
@@ -196,6 +203,8 @@ def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no
         policy_id=session.scalars(select(SlaPolicy.id)).first(),
         raw_mail_id=session.scalars(select(RawMail.id)).first(),
         user_ids=user_ids,
+        spare_tokens=spare_tokens,
+        victim_token=spare_tokens[VICTIM],
     )
 
     # The deactivated agent's session and token work until the moment of deactivation.
@@ -490,6 +499,25 @@ ROUTES: dict[tuple[str, str], Route] = {
         ADMIN, lambda w: policies_(w, new=False), lambda w, who, t: {}
     ),
     ("admin.me", "GET"): Route(SIGNED_IN),
+    ("tokens.mine", "GET"): Route(SIGNED_IN),
+    ("tokens.mine", "POST"): Route(
+        SIGNED_IN, data=lambda w, who, t: {"name": f"matrix {who}", "scope": "write"}
+    ),
+    ("tokens.revoke_mine", "POST"): Route(
+        SIGNED_IN,
+        lambda w: [
+            Target("own", lambda who: {"token_id": w.spare_tokens[w.email(who)]}),
+            Target("the victim's", {"token_id": w.victim_token}, exists=False),
+            *absent("token_id"),
+        ],
+        lambda w, who, t: {},
+    ),
+    ("tokens.everyone", "GET"): Route(ADMIN),
+    ("tokens.revoke_any", "POST"): Route(
+        ADMIN,
+        lambda w: [Target("the victim's", {"token_id": w.victim_token}), *absent("token_id")],
+        lambda w, who, t: {},
+    ),
     ("admin.me", "POST"): Route(SIGNED_IN, data=lambda w, who, t: {"notify_assigned": "y"}),
     ("reports.sla", "GET"): Route(REPORTS),
     ("reports.sla_csv", "GET"): Route(REPORTS, reports_),

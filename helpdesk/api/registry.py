@@ -109,7 +109,7 @@ class Call:
     @property
     def actor(self) -> Actor:
         """The token, acting for its user: history says "by API token NAME (user)"."""
-        return Actor.api_token(self.user, self.token.id, self.token.name or f"#{self.token.id}")
+        return Actor.api_token(self.user, self.token.id, self.token.name)
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path

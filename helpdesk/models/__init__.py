@@ -21,7 +21,7 @@ from helpdesk.models.ticket import (
     Ticket,
     TicketCC,
 )
-from helpdesk.models.user import ROLES, ApiToken, User, user_queues
+from helpdesk.models.user import ROLES, TOKEN_SCOPES, ApiToken, User, user_queues
 from helpdesk.models.websession import LoginFailure, TicketViewer, WebSession
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "PRIORITIES",
     "ROLES",
     "STATUSES",
+    "TOKEN_SCOPES",
     "WAITING_STATUSES",
     "ApiToken",
     "Attachment",

@@ -80,6 +80,7 @@ def create_app(
         security,
         sla_admin,
         tickets,
+        tokens,
         views,
     )
 
@@ -90,6 +91,7 @@ def create_app(
     csrf = CSRFProtect(app)
     blueprints = (
         login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, mail_admin.bp,
+        tokens.bp,
     )  # fmt: skip
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -31,7 +31,7 @@ from helpdesk.api.registry import PROBLEM_JSON, WRITE, ApiError, Call, Download,
 from helpdesk.clock import utcnow
 from helpdesk.tickets.lifecycle import TicketError
 from helpdesk.web import uploads
-from helpdesk.web.db import commit, get_session, get_settings
+from helpdesk.web.db import commit, get_session, get_settings, recorder
 from helpdesk.web.tickets import download_response
 
 PREFIX = "/api/v1"
@@ -156,7 +156,8 @@ def _call(op: Operation, path: dict[str, int]) -> Call:
     if token is None:
         raise ApiError(401, "a valid bearer token is required")
     g.api_token = token
-    if op.scope == WRITE and getattr(token, "scope", "read") != WRITE:
+    recorder().api_token(token.id, utcnow())
+    if op.scope == WRITE and token.scope != WRITE:
         raise ApiError(403, "this token's scope is read; changes need a token of scope write")
     if op.roles and token.user.role not in op.roles:
         raise ApiError(404, "no such resource")

@@ -90,3 +90,14 @@ def open_tickets(  # type: ignore[no-untyped-def]
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def make_token(engine, email: str, *, scope: str = "write", name: str = "") -> str:  # type: ignore[no-untyped-def]
+    """Another token for an existing user."""
+    from helpdesk import db
+    from helpdesk.accounts import users
+    from helpdesk.clock import utcnow
+
+    with db.session_factory(engine, write=True)() as session, session.begin():
+        user = users.by_email(session, email)
+        return users.create_token(session, user, now=utcnow(), scope=scope, name=name)

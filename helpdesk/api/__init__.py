@@ -13,9 +13,9 @@ from helpdesk.api.registry import Registry
 
 def operations() -> Registry:
     """Every operation of the API, in the order the document lists them."""
-    from helpdesk.api import reports, tickets
+    from helpdesk.api import conversation, directory, reports, tickets
 
     merged = Registry()
-    for module in (tickets, reports):
+    for module in (tickets, conversation, directory, reports):
         merged.operations += module.api.operations
     return merged

@@ -7,11 +7,12 @@ too, so clients and generators know before they send.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from helpdesk.mail.addresses import normalise_address
+from helpdesk.tickets.lifecycle import TAG_RE
 
 _NO_NUL = r"^[^\x00]*$"
 
@@ -56,3 +57,25 @@ Address = Annotated[
     AfterValidator(_address),
 ]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+
+def _tag(value: str) -> str:
+    name = value.strip().lower()
+    if not TAG_RE.match(name):
+        raise ValueError("a tag is a letter or digit, then up to 63 of those, space or .:/+-")
+    return name
+
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_tag)]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def optional(description: str = "", **constraints: Any) -> Any:
+    """A field that may be left out but not sent as null (``X | SkipJsonSchema[None]``):
+    the document shows no ``default: null`` its own type would refuse."""
+    return Field(
+        None, description=description or None, json_schema_extra=_no_default, **constraints
+    )

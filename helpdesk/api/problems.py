@@ -69,7 +69,7 @@ def from_validation(exc: ValidationError, location: str) -> list[FieldError]:
     """pydantic's errors as field errors (at most 50: enough to fix a request)."""
     found = []
     for error in exc.errors(include_url=False, include_input=False)[:50]:
-        parts = [str(p) for p in error["loc"]]
+        parts = [str(p) for p in error["loc"] if not _union_member(p)]
         name = ".".join(parts) or "(root)"
         pointer = "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
         found.append(
@@ -81,3 +81,12 @@ def from_validation(exc: ValidationError, location: str) -> list[FieldError]:
             )
         )
     return found
+
+
+_TYPE_NAMES = {"str", "int", "float", "bool", "none", "list", "dict", "bytes"}
+
+
+def _union_member(part: object) -> bool:
+    """pydantic names the member of a union that failed (``literal[...]``,
+    ``function-after[...]``, ``str``) in the location: not a field."""
+    return isinstance(part, str) and ("[" in part or part in _TYPE_NAMES)

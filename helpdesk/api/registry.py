@@ -380,6 +380,12 @@ def _multipart_schema(model: type[BaseModel]) -> dict[str, Any]:
     properties = {}
     for key, prop in schema["properties"].items():
         prop = {k: v for k, v in prop.items() if k != "title"}
+        # A form field is absent or a string: no nulls.
+        options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+        if options:
+            prop.update(options[0] if len(options) == 1 else {"anyOf": options})
+        if prop.get("default", 0) is None:
+            del prop["default"]
         properties[key] = prop
     properties["files"] = {
         "type": "array",

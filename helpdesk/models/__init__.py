@@ -4,6 +4,7 @@ from helpdesk.models.base import Base
 from helpdesk.models.canned import CannedResponse
 from helpdesk.models.contact import Contact
 from helpdesk.models.event import TicketEvent
+from helpdesk.models.idempotency import IdempotentRequest
 from helpdesk.models.lease import Lease
 from helpdesk.models.message import KINDS, Attachment, Message
 from helpdesk.models.outbox import OutboxMail
@@ -39,6 +40,7 @@ __all__ = [
     "CannedResponse",
     "Contact",
     "Counter",
+    "IdempotentRequest",
     "Lease",
     "LoginFailure",
     "Message",

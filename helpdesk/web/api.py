@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from helpdesk.accounts.users import token_row
-from helpdesk.api import operations
+from helpdesk.api import idempotency, operations
 from helpdesk.api.problems import PROBLEM_TYPES, FieldError, from_validation
 from helpdesk.api.ratelimit import RateLimit
 from helpdesk.api.registry import PROBLEM_JSON, WRITE, ApiError, Call, Download, Operation, Reply
@@ -54,6 +54,8 @@ def wants_problem() -> bool:
 
 def http_problem(error: HTTPException) -> Response:
     status = error.code or 500
+    if status == 405 and not _routable():
+        status = 404  # e.g. PATCH /tickets/<a number too large>: no route, whatever the method
     kinds = {405: "method-not-allowed"}
     detail = {404: "no such resource", 405: "this path does not take that method"}.get(
         status, error.description or ""
@@ -62,6 +64,17 @@ def http_problem(error: HTTPException) -> Response:
     if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
         problem.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
     return problem
+
+
+def _routable() -> bool:
+    """Does any route match this path for GET? (Werkzeug answers 405 when another
+    method's rule has the same path, even if the path's numbers fit no rule.)"""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        adapter.match(method="GET")
+    except HTTPException as exc:
+        return exc.code != 404
+    return True
 
 
 def blueprint() -> Blueprint:
@@ -138,10 +151,18 @@ def _flask_path(path: str) -> str:
 def _view(op: Operation) -> Callable[..., Response]:
     def view(**path: int) -> Response:
         call = _call(op, path)
-        result = op.handler(call)
+        claim = _claim(op, call) if op.idempotent else None
+        if claim is not None and claim.replay:
+            return _replay(claim)
+        response = _render(op.handler(call))
+        if claim is not None:
+            body = response.get_data(as_text=True)
+            idempotency.record(
+                claim, response.status_code, body, response.headers.get("Location", "")
+            )
         if op.method != "GET":
             commit()
-        return _render(result)
+        return response
 
     view.__name__ = op.id
     view.__doc__ = op.description
@@ -191,6 +212,34 @@ def _call(op: Operation, path: dict[str, int]) -> Call:
     if errors:
         raise ApiError(422, "the request has invalid fields; see errors", errors=errors)
     return call
+
+
+def _claim(op: Operation, call: Call) -> idempotency.Claim | None:
+    """The request's Idempotency-Key, claimed (or found answered before)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not idempotency.KEY_RE.match(key):
+        detail = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+        raise ApiError(
+            422, detail,
+            errors=[FieldError(field="Idempotency-Key", location="header", detail=detail)],
+        )  # fmt: skip
+    body = call.body.model_dump(mode="json") if call.body is not None else None
+    print_ = idempotency.fingerprint(op.id, call.path, body, call.files)
+    try:
+        return idempotency.claim(call.session, call.token.id, key, print_, now=call.now)
+    except idempotency.KeyReused as exc:
+        raise ApiError(422, str(exc), kind="idempotency-mismatch") from exc
+
+
+def _replay(claim: idempotency.Claim) -> Response:
+    row = claim.row
+    response = Response(row.body, status=row.status, mimetype="application/json")
+    if row.location:
+        response.headers["Location"] = row.location
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 def _is_list(annotation: Any) -> bool:

@@ -238,15 +238,24 @@ def token_group() -> None:
 
 @token_group.command("create", with_appcontext=False)
 @click.argument("email")
-def token_create_command(email: str) -> None:
-    """Print a new API token for the user."""
+@click.option(
+    "--scope", type=click.Choice(["read", "write"]), default="read", show_default=True,
+    help="write: the token may change what the user may change.",
+)  # fmt: skip
+@click.option("--name", default="", help="Shown in ticket history: 'by API token NAME'.")
+def token_create_command(email: str, scope: str, name: str) -> None:
+    """Print a new API token for the user (only its hash is kept: store it now)."""
     _settings, engine = _load()
     _require_schema(engine)
     with db.session_factory(engine, write=True)() as session, session.begin():
         user = users.by_email(session, email)
         if user is None:
             raise click.ClickException(f"no such user: {email}")
-        click.echo(users.create_token(session, user, now=utcnow()))
+        try:
+            secret = users.create_token(session, user, now=utcnow(), scope=scope, name=name)
+        except users.UserError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(secret)
 
 
 @cli.group("mail")

@@ -106,6 +106,10 @@ class Settings:
     secure_cookies: bool = False
     # Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: str = ""
+    # Requests one API token may make, per web process (``limits`` notation).
+    api_rate_limit: str = "600/minute"
+    # Webhooks may go to loopback, private and link-local addresses (tests, closed networks).
+    webhook_allow_private: bool = False
 
     @classmethod
     def load(
@@ -180,6 +184,14 @@ class Settings:
         if not self.base_url.startswith(("http://", "https://")):
             raise SettingsError(f"{PREFIX}BASE_URL must start with http:// or https://")
         _ = self.trusted_proxy_networks  # raises SettingsError when malformed
+        try:
+            from limits import parse_many
+
+            parse_many(self.api_rate_limit) if self.api_rate_limit.strip() else None
+        except ValueError as exc:
+            raise SettingsError(
+                f"{PREFIX}API_RATE_LIMIT must look like 600/minute, got {self.api_rate_limit!r}"
+            ) from exc
 
     @property
     def https(self) -> bool:

@@ -262,11 +262,15 @@ def make_user(engine):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def app(settings: Settings, engine):  # type: ignore[no-untyped-def]
+    """The web app; every API response it gives must match the OpenAPI document."""
     from helpdesk.web import create_app
+    from tests.api_support import check_conformance
 
     app = create_app(settings, engine)
     app.config.update(TESTING=True)
-    return app
+    failures = check_conformance(app)
+    yield app
+    assert not failures, "API responses that break the OpenAPI document:\n" + "\n".join(failures)
 
 
 @pytest.fixture

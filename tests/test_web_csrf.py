@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from helpdesk import db
 from helpdesk.accounts import signin
 from helpdesk.clock import utcnow
-from helpdesk.models import RawMail, SlaCalendar, SlaPolicy, Ticket, User, WebSession
+from helpdesk.models import ApiToken, RawMail, SlaCalendar, SlaPolicy, Ticket, User, WebSession
 from helpdesk.models.base import Base
 from helpdesk.tickets import canned
 from tests.test_web_rights import mail
@@ -46,6 +46,15 @@ class Setup:
     calendar_id: int
     policy_id: int
     failed_id: int  # a raw mail that could not be applied
+
+    def token_of(self, email: str) -> int:
+        """The id of the newest active API token of the user."""
+        with self.engine.connect() as conn:  # type: ignore[attr-defined]
+            return conn.scalar(
+                select(ApiToken.id)
+                .where(ApiToken.user_id == self.user_ids[email], ApiToken.revoked_at.is_(None))
+                .order_by(ApiToken.id.desc())
+            )
 
     def failed_again(self) -> None:
         """Mail put back in the spool is failed again (the applier is stopped here)."""
@@ -223,6 +232,13 @@ RECIPES: dict[str, Recipe] = {
     ),
     "/admin/sla/policies/<int:policy_id>/delete": Recipe(
         ADMIN, lambda s: f"/admin/sla/policies/{s.policy_id}/delete", lambda s: {}
+    ),
+    "/me/tokens": Recipe(AGENT, lambda s: "/me/tokens", lambda s: {"name": "ci", "scope": "write"}),
+    "/me/tokens/<int:token_id>/revoke": Recipe(
+        AGENT, lambda s: f"/me/tokens/{s.token_of(AGENT)}/revoke", lambda s: {}
+    ),
+    "/admin/tokens/<int:token_id>/revoke": Recipe(
+        ADMIN, lambda s: f"/admin/tokens/{s.token_of(AGENT)}/revoke", lambda s: {}
     ),
 }
 

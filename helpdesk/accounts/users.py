@@ -1,4 +1,5 @@
-"""Users and API tokens: creating and updating accounts, issuing and checking tokens."""
+"""Users and API tokens: creating and updating accounts; issuing, checking, listing and
+revoking tokens."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.accounts import passwords, sessions
 from helpdesk.mail.addresses import normalise_address
-from helpdesk.models import ROLES, ApiToken, Queue, User
+from helpdesk.models import ROLES, TOKEN_SCOPES, ApiToken, Queue, User
 
 
 class UserError(ValueError):
@@ -83,21 +84,58 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, user: User, *, now: datetime) -> str:
-    """A new bearer token for the user; only its hash is stored, so print it now."""
-    token = "hd_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(user=user, token_hash=_hash_token(token), created_at=now))
+def issue_token(
+    session: Session, user: User, *, now: datetime, scope: str = "read", name: str = ""
+) -> tuple[ApiToken, str]:
+    """A new bearer token for the user, and its secret: only the secret's hash is
+    stored, so show it now. Scope ``write`` lets it change what its user may change."""
+    if scope not in TOKEN_SCOPES:
+        raise UserError(f"scope must be one of {', '.join(TOKEN_SCOPES)}")
+    name = " ".join(name.split())
+    if len(name) > 100 or any(ord(c) < 32 for c in name):
+        raise UserError("a token's name is at most 100 printable characters")
+    secret = "hd_" + secrets.token_urlsafe(32)
+    row = ApiToken(user=user, token_hash=_hash_token(secret), created_at=now, scope=scope)
+    session.add(row)
     session.flush()
-    return token
+    row.name = name or f"token {row.id}"
+    return row, secret
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    """The active user a bearer token belongs to, or None."""
-    if not token:
+def create_token(
+    session: Session, user: User, *, now: datetime, scope: str = "read", name: str = ""
+) -> str:
+    """A new bearer token's secret (see ``issue_token``)."""
+    return issue_token(session, user, now=now, scope=scope, name=name)[1]
+
+
+def revoke_token(session: Session, token: ApiToken, *, now: datetime) -> None:
+    """The token stops working at once; it stays listed (and named in history)."""
+    if token.revoked_at is None:
+        token.revoked_at = now
+
+
+def tokens_of(session: Session, user: User | None = None) -> list[ApiToken]:
+    """A user's tokens (or everyone's), newest first, revoked ones included."""
+    stmt = select(ApiToken).order_by(ApiToken.id.desc())
+    if user is not None:
+        stmt = stmt.where(ApiToken.user_id == user.id)
+    return list(session.scalars(stmt))
+
+
+def token_row(session: Session, token: str) -> ApiToken | None:
+    """The token's row if it is valid (known, not revoked, its user active), else None."""
+    if not token or len(token) > 200:
         return None
     row = session.scalars(
         select(ApiToken).where(ApiToken.token_hash == _hash_token(token))
     ).one_or_none()
-    if row is None or not row.user.active:
+    if row is None or row.revoked_at is not None or not row.user.active:
         return None
-    return row.user
+    return row
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The active user a bearer token belongs to, or None."""
+    row = token_row(session, token)
+    return row.user if row is not None else None

@@ -5,6 +5,7 @@ from helpdesk.models.base import Base
 from helpdesk.models.canned import CannedResponse
 from helpdesk.models.contact import Contact
 from helpdesk.models.event import TicketEvent
+from helpdesk.models.idempotency import IdempotentRequest
 from helpdesk.models.lease import Lease
 from helpdesk.models.message import KINDS, Attachment, Message
 from helpdesk.models.outbox import OutboxMail
@@ -22,7 +23,7 @@ from helpdesk.models.ticket import (
     Ticket,
     TicketCC,
 )
-from helpdesk.models.user import ROLES, ApiToken, User, user_queues
+from helpdesk.models.user import ROLES, TOKEN_SCOPES, ApiToken, User, user_queues
 from helpdesk.models.websession import LoginFailure, TicketViewer, WebSession
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "PRIORITIES",
     "ROLES",
     "STATUSES",
+    "TOKEN_SCOPES",
     "WAITING_STATUSES",
     "AcknowledgementCount",
     "ApiToken",
@@ -40,6 +42,7 @@ __all__ = [
     "CannedResponse",
     "Contact",
     "Counter",
+    "IdempotentRequest",
     "Lease",
     "LoginFailure",
     "Message",

@@ -11,6 +11,7 @@ from helpdesk.models.base import Base
 from helpdesk.models.queue import Queue
 
 ROLES = ("agent", "manager", "admin")
+TOKEN_SCOPES = ("read", "write")
 
 user_queues = Table(
     "user_queues",
@@ -46,14 +47,22 @@ class User(Base):
 
 
 class ApiToken(Base):
-    """A bearer token; only its SHA-256 is stored."""
+    """A bearer token; only its SHA-256 is stored.
+
+    ``scope`` is ``read`` or ``write`` (changes); either way the token acts with
+    its user's rights, never more. A revoked token is kept (its name still
+    names it in ticket history) but no longer authenticates.
+    """
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    scope: Mapped[str] = mapped_column(String(8), default="read")
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens", lazy="joined")

@@ -29,6 +29,9 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
 
+import nh3
+from markupsafe import Markup
+
 from helpdesk.mail.classify import is_automated
 from helpdesk.mail.compose import (
     Outgoing,
@@ -252,12 +255,17 @@ def reply(
     settings: Settings,
     now: datetime,
     attachments: Sequence[tuple[str, str, bytes]] | None = None,
+    html: str = "",
 ) -> TicketMail:
-    """An agent's reply to the requester and the CCs, under the customer's newest message."""
+    """An agent's reply to the requester and the CCs, under the customer's newest message.
+
+    ``html``: the agent's own markup for the HTML part (API replies), cleaned
+    by nh3; templates get it as ``body_html`` (empty for a plain reply)."""
     # tagged_subject() folds a CRLF pair into a space; refuse it before that hides it.
     check_header("Subject", ticket.subject)
     context = {
         "body": text,
+        "body_html": Markup(nh3.clean(html)) if html else "",
         "signature": author.name or author.email,
         "queue": ticket.queue.name,
         "ticket": ticket_values(ticket, settings.subject_tag_prefix),

@@ -229,15 +229,19 @@ def reply(
     now: datetime,
     attachments: list[tuple[str, str, bytes]] | None = None,
     status_after: str | None = None,
+    cc: Sequence[Contact] = (),
+    html: str = "",
 ) -> tuple[Message, OutboxMail | None]:
     """Queue an agent's reply to the requester and CCs; returns the message and its
     outbox row (None when every recipient is suppressed).
 
     The reply answers the customer's newest own message (``ticket_mail.parent``).
     A new ticket becomes open; ``status_after`` sets another status at once
-    ("send and set pending"). Raises ``HeaderInjection`` when the ticket's
-    subject or the agent's name holds CR or LF (only a direct database edit
-    puts them there): refused, not mended.
+    ("send and set pending"). ``cc`` join the ticket's CCs first (so this reply
+    and later ones go to them too); ``html`` is the agent's own HTML for the
+    mail's HTML part (sanitised), instead of the text's. Raises
+    ``HeaderInjection`` when the ticket's subject or the agent's name holds CR
+    or LF (only a direct database edit puts them there): refused, not mended.
     """
     actor = as_actor(actor)
     author = actor.user
@@ -247,10 +251,14 @@ def reply(
         raise TicketError("the reply is empty")
     if status_after is not None and status_after not in STATUSES:
         raise TicketError(f"status must be one of {', '.join(STATUSES)}")
-    mail = ticket_mail.reply(
-        ticket, author=author, text=text, settings=settings, now=now, attachments=attachments
-    )
     with operation(session, actor, now) as op:
+        added = _add_ccs(ticket, cc, ticket.requester)
+        if added:
+            op.history(ticket, "cc", new=", ".join(contact.email for contact in added))
+        mail = ticket_mail.reply(
+            ticket, author=author, text=text, settings=settings, now=now,
+            attachments=attachments, html=html,
+        )  # fmt: skip
         people = ticket_mail.bouncing([ticket.requester, *ticket.ccs])
         message, row = enqueue(session, ticket, mail, now=now, author_id=author.id, bouncing=people)
         op.history(ticket, "reply")
@@ -332,12 +340,16 @@ def _add_message(op: Operation, ticket: Ticket, new: NewMessage) -> Message:
     return message
 
 
-def _add_ccs(ticket: Ticket, ccs: Sequence[Contact], requester: Contact) -> None:
+def _add_ccs(ticket: Ticket, ccs: Sequence[Contact], requester: Contact) -> list[Contact]:
+    """Add the contacts not yet on the ticket as CCs; returns those added."""
     known = {requester.id, *(link.contact_id for link in ticket.cc_links)}
+    added = []
     for contact in ccs:
         if contact.id not in known:
             ticket.cc_links.append(TicketCC(contact=contact))
             known.add(contact.id)
+            added.append(contact)
+    return added
 
 
 def acknowledgement_withheld(

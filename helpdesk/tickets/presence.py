@@ -1,5 +1,5 @@
 """Presence for the collision hint: who is viewing a ticket, and what happened on
-it since an agent opened it; and when a browser session was last used.
+it since an agent opened it; and when a browser session or an API token was last used.
 
 Seeing is not a change: a GET request must not write (a write on SQLite
 takes the database's one write lock, and a request that reads then writes
@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.models import Message, Ticket, TicketViewer, User, WebSession
+from helpdesk.models import ApiToken, Message, Ticket, TicketViewer, User, WebSession
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Recorder:
         self._viewers: dict[tuple[int, int], datetime] = {}
         self._writing: dict[tuple[int, int], datetime] = {}  # being written, not committed
         self._web_sessions: dict[str, datetime] = {}
+        self._api_tokens: dict[int, datetime] = {}
         self._thread: threading.Thread | None = None
 
     def viewer(self, ticket_id: int, user_id: int, now: datetime) -> None:
@@ -51,6 +52,12 @@ class Recorder:
         """Note the use of the browser session stored under ``id_hash``."""
         with self._lock:
             self._web_sessions[id_hash] = now
+            self._wake()
+
+    def api_token(self, token_id: int, now: datetime) -> None:
+        """Note the use of an API token (its "last used")."""
+        with self._lock:
+            self._api_tokens[token_id] = now
             self._wake()
 
     def noted_viewers(self, ticket_id: int) -> dict[int, datetime]:
@@ -75,8 +82,9 @@ class Recorder:
         with self._lock:
             viewers, self._viewers = self._viewers, {}
             web_sessions, self._web_sessions = self._web_sessions, {}
+            api_tokens, self._api_tokens = self._api_tokens, {}
             self._writing = viewers
-        if not viewers and not web_sessions:
+        if not viewers and not web_sessions and not api_tokens:
             return False
         try:
             with self._sessions() as session, session.begin():
@@ -90,6 +98,17 @@ class Recorder:
                             WebSession.last_seen_at < at - SESSION_GRANULARITY,
                         )
                         .values(last_seen_at=at)
+                        .execution_options(synchronize_session=False)
+                    )
+                for token_id, at in api_tokens.items():
+                    session.execute(
+                        update(ApiToken)
+                        .where(
+                            ApiToken.id == token_id,
+                            (ApiToken.last_used_at.is_(None))
+                            | (ApiToken.last_used_at < at - SESSION_GRANULARITY),
+                        )
+                        .values(last_used_at=at)
                         .execution_options(synchronize_session=False)
                     )
         except SQLAlchemyError:

@@ -82,6 +82,7 @@ def create_app(
         security,
         sla_admin,
         tickets,
+        tokens,
         views,
     )
 
@@ -90,12 +91,14 @@ def create_app(
     errors.init_app(app)
     login.init_app(app)
     csrf = CSRFProtect(app)
-    csrf.exempt(api.bp)  # bearer tokens, no cookies
     blueprints = (
-        login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, api.bp, mail_admin.bp,
+        login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, mail_admin.bp,
+        tokens.bp,
     )  # fmt: skip
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    api.init_app(app, settings.api_rate_limit)
+    csrf.exempt(app.blueprints["api"])  # bearer tokens, no cookies
 
     zone = ZoneInfo(settings.timezone)
 
@@ -105,7 +108,9 @@ def create_app(
         return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else ""
 
     @app.errorhandler(404)
-    def not_found(_error):
+    def not_found(error):
+        if api.wants_problem():
+            return api.http_problem(error)
         return render_template("404.html"), 404
 
     @app.errorhandler(400)

@@ -10,7 +10,7 @@ SQL parameters).
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -30,7 +30,13 @@ def _unavailable(error: Exception) -> Response:
         request.endpoint, type(cause).__name__, first_line,
     )  # fmt: skip
     if request.blueprint == "api":
-        response = jsonify(error="the database is busy; try again shortly")
+        from helpdesk.api.registry import ApiError
+        from helpdesk.web.api import problem_response
+
+        return problem_response(
+            ApiError(503, "the database is busy; try again shortly",
+                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        )  # fmt: skip
     else:
         response = Response(PAGE, mimetype="text/html")
     response.status_code = 503

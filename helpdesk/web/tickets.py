@@ -365,11 +365,15 @@ def attachment(number: int, attachment_id: int):
     if row is None or row.message.ticket_id != ticket.id:
         abort(404)
     inline = row.content_type in INLINE_IMAGE_TYPES and request.args.get("download") != "1"
-    response = Response(
-        row.data, mimetype=row.content_type if inline else "application/octet-stream"
-    )
+    return download_response(row.data, row.filename, row.content_type, inline=inline)
+
+
+def download_response(data: bytes, filename: str, content_type: str, *, inline: bool) -> Response:
+    """A stored file as the web app and the API serve it: a download (or an inline
+    image), never sniffed, sandboxed if a browser renders it anyway."""
+    response = Response(data, mimetype=content_type if inline else "application/octet-stream")
     disposition = "inline" if inline else "attachment"
-    response.headers["Content-Disposition"] = _disposition(disposition, row.filename)
+    response.headers["Content-Disposition"] = _disposition(disposition, filename)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

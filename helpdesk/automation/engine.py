@@ -145,6 +145,8 @@ class RuleEngine:
         rules = enabled_rules(session).get(trigger, [])
         situation = from_event(session, event, trigger)
         facts = situation.facts()
+        facts["depth"] = event.cause.depth
+        facts["chain_rules"] = [a.ref for a in event.cause.chain if a.kind == RULE]
         verdicts: dict[str, str] = {}
         for rule in rules:
             reason = skip_reason(event.cause, rule.id, self.max_depth)

@@ -75,8 +75,10 @@ def create_app(
         api,
         db,
         login,
+        macros,
         mail_admin,
         reports,
+        rules_admin,
         security,
         sla_admin,
         tickets,
@@ -91,6 +93,7 @@ def create_app(
     csrf.exempt(api.bp)  # bearer tokens, no cookies
     blueprints = (
         login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, api.bp, mail_admin.bp,
+        rules_admin.bp, macros.bp,
     )  # fmt: skip
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

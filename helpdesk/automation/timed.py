@@ -25,7 +25,6 @@ end of each pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,12 +142,12 @@ class TimeRules:
     def _hold(self, session: Session, now: datetime) -> bool:
         return lease.acquire(session, LEASE_NAME, self.holder, now=now)
 
-    def run(self, now: datetime, clock: Callable[[], datetime] | None = None) -> int:
+    def run(self, now: datetime) -> int:
         """One pass at ``now``; returns how many tickets rules acted on."""
         with self.sessions() as session, session.begin():
             if not self._hold(session, now):
                 return 0
-            rules = [r for r in enabled_rules(session).get("time", [])]
+            rules = list(enabled_rules(session).get("time", []))
         acted = 0
         for rule in rules:
             acted += self._run_rule(rule, now)

@@ -1,4 +1,5 @@
-"""First-run data: the default queues, counters, business calendar and SLA policy.
+"""First-run data: the default queues, counters, business calendar, SLA policy and
+the ready-made automation rules (disabled).
 
 Called by ``helpdesk init`` (and so by ``helpdesk serve``); idempotent.
 """
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from helpdesk.accounts import users
+from helpdesk.automation import library
 from helpdesk.models import Queue, User
 from helpdesk.settings import Settings
 from helpdesk.sla import service as sla
@@ -22,6 +24,7 @@ def seed(session: Session, settings: Settings, *, now: datetime) -> list[Queue]:
     """Seed what is missing; returns the queues created now."""
     created = queues.seed(session, mail_domain=settings.mail_domain, now=now)
     sla.seed(session, timezone=settings.timezone, now=now)
+    library.seed(session, now=now)
     return created
 
 

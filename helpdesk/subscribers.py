@@ -7,13 +7,17 @@ start-up by the wiring (``helpdesk.cli``, ``helpdesk.web.create_app``,
 ``mailgate.server.start_gateway``, the worker and scheduler starters, and the
 test fixtures). In order:
 
-1. ``Acknowledgements``: "we received your request" for a new ticket;
-2. ``Notifications``: agents hear of new tickets, assignments, customer replies;
-3. ``EscalationMail``: SLA warnings and breaches to agents and managers;
-4. ``SlaRefresh``: the ticket's clocks, after anything they depend on.
+1. ``RuleEngine`` for new tickets only: automation rules on ``ticket.created``
+   move, assign or tag the ticket before anyone is told of it;
+2. ``Acknowledgements``: "we received your request" for a new ticket;
+3. ``Notifications``: agents hear of new tickets, assignments, customer replies;
+4. ``EscalationMail``: SLA warnings and breaches to agents and managers;
+5. ``SlaRefresh``: the ticket's clocks, after anything they depend on;
+6. ``RuleEngine`` for the other triggers (message received, reply sent,
+   ticket updated, SLA warning and breach), after the change's own effects.
 
-Later subscribers (webhooks, automation rules, satisfaction surveys, list
-counters) are added with ``dispatcher.subscribe`` here, in the same place.
+Later subscribers (webhooks, satisfaction surveys, list counters) are added
+with ``dispatcher.subscribe`` here, in the same place.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk.automation.engine import RuleEngine
 from helpdesk.db import session_factory
 from helpdesk.outbound.acknowledgement import Acknowledgements
 from helpdesk.outbound.notifications import EscalationMail, Notifications
@@ -39,10 +44,13 @@ from helpdesk.tickets.events import (
 def standard(settings: Settings) -> Dispatcher:
     """A dispatcher with the product's standard subscribers (see the module docstring)."""
     dispatcher = Dispatcher()
+    rules = RuleEngine(settings)
+    dispatcher.subscribe(rules, TicketCreated)
     dispatcher.subscribe(Acknowledgements(settings), TicketCreated)
     dispatcher.subscribe(Notifications(settings), TicketCreated, TicketUpdated, MessageReceived)
     dispatcher.subscribe(EscalationMail(settings), SlaWarning, SlaBreached)
     dispatcher.subscribe(SlaRefresh(), *SlaRefresh.event_types)
+    dispatcher.subscribe(rules, *(t for t in RuleEngine.event_types if t is not TicketCreated))
     return dispatcher
 
 

@@ -22,6 +22,8 @@ from sqlalchemy import select, update
 
 from helpdesk import db
 from helpdesk.accounts import signin
+from helpdesk.automation import macros
+from helpdesk.automation import service as rule_service
 from helpdesk.clock import utcnow
 from helpdesk.models import ApiToken, RawMail, SlaCalendar, SlaPolicy, Ticket, User, WebSession
 from helpdesk.models.base import Base
@@ -46,6 +48,8 @@ class Setup:
     calendar_id: int
     policy_id: int
     failed_id: int  # a raw mail that could not be applied
+    rules: dict[str, int]  # "on" (enabled), "off" (disabled), "doomed"
+    macros: dict[str, int]  # "macro", "doomed"
 
     def token_of(self, email: str) -> int:
         """The id of the newest active API token of the user."""
@@ -81,6 +85,17 @@ def setup(app, gateway, make_user, engine, session) -> Setup:  # type: ignore[no
         response = canned.create(write, title="Hi", body="Hello!", queue=None, now=utcnow())
         write.flush()
         canned_id = response.id
+        rules = {
+            key: rule_service.save(write, None, {
+                "name": f"CSRF {key}", "enabled": key != "off", "trigger": "ticket.created",
+                "actions": [{"add_tags": ["csrf"]}]}, now=utcnow()).id
+            for key in ("on", "off", "doomed")
+        }  # fmt: skip
+        macro_ids = {
+            key: macros.save(write, None, {"name": f"CSRF {key}",
+                             "actions": [{"add_tags": [f"csrf-{key}"]}]}, now=utcnow()).id
+            for key in ("macro", "doomed")
+        }  # fmt: skip
     session.expire_all()
     numbers = dict(session.execute(select(Ticket.subject, Ticket.number)).all())
     return Setup(
@@ -93,6 +108,8 @@ def setup(app, gateway, make_user, engine, session) -> Setup:  # type: ignore[no
         calendar_id=session.scalars(select(SlaCalendar.id)).first(),
         policy_id=session.scalars(select(SlaPolicy.id)).first(),
         failed_id=session.scalars(select(RawMail.id).where(RawMail.state == "failed")).one(),
+        rules=rules,
+        macros=macro_ids,
     )
 
 
@@ -229,6 +246,84 @@ RECIPES: dict[str, Recipe] = {
         ADMIN,
         lambda s: s.failed_again() or f"/admin/mail/{s.failed_id}/reprocess",
         lambda s: {},
+    ),
+    "/admin/rules/new": Recipe(
+        ADMIN,
+        lambda s: "/admin/rules/new",
+        lambda s: {
+            "do": "save",
+            "name": "Fresh rule",
+            "trigger": "ticket.created",
+            "position": "5",
+            "match": "all",
+            "also_match": "any",
+            "actions-0-kind": "priority",
+            "actions-0-value": "high",
+        },
+    ),
+    "/admin/rules/<int:rule_id>": Recipe(
+        ADMIN,
+        lambda s: f"/admin/rules/{s.rules['on']}",
+        lambda s: {
+            "do": "save",
+            "name": "Renamed rule",
+            "trigger": "ticket.created",
+            "position": "5",
+            "match": "all",
+            "also_match": "any",
+            "actions-0-kind": "priority",
+            "actions-0-value": "low",
+        },
+    ),
+    "/admin/rules/<int:rule_id>/enable": Recipe(
+        ADMIN, lambda s: f"/admin/rules/{s.rules['off']}/enable", lambda s: {}
+    ),
+    "/admin/rules/<int:rule_id>/disable": Recipe(
+        ADMIN, lambda s: f"/admin/rules/{s.rules['on']}/disable", lambda s: {}
+    ),
+    "/admin/rules/<int:rule_id>/up": Recipe(
+        ADMIN, lambda s: f"/admin/rules/{s.rules['doomed']}/up", lambda s: {}
+    ),
+    "/admin/rules/<int:rule_id>/down": Recipe(
+        ADMIN, lambda s: f"/admin/rules/{s.rules['on']}/down", lambda s: {}
+    ),
+    "/admin/rules/<int:rule_id>/delete": Recipe(
+        ADMIN, lambda s: f"/admin/rules/{s.rules['doomed']}/delete", lambda s: {}
+    ),
+    "/admin/macros/new": Recipe(
+        ADMIN,
+        lambda s: "/admin/macros/new",
+        lambda s: {
+            "name": "Fresh macro",
+            "queue": "",
+            "position": "1",
+            "reply": "",
+            "actions-0-kind": "priority",
+            "actions-0-value": "high",
+        },
+    ),
+    "/admin/macros/<int:macro_id>": Recipe(
+        ADMIN,
+        lambda s: f"/admin/macros/{s.macros['macro']}",
+        lambda s: {
+            "name": "Renamed macro",
+            "queue": "help-desk",
+            "position": "1",
+            "reply": "",
+            "actions-0-kind": "priority",
+            "actions-0-value": "low",
+        },
+    ),
+    "/admin/macros/<int:macro_id>/delete": Recipe(
+        ADMIN, lambda s: f"/admin/macros/{s.macros['doomed']}/delete", lambda s: {}
+    ),
+    "/tickets/<int:number>/macro": Recipe(
+        AGENT, lambda s: f"/tickets/{s.first}/macro", lambda s: {"macro": str(s.macros["macro"])}
+    ),
+    "/tickets/macro": Recipe(
+        AGENT,
+        lambda s: "/tickets/macro",
+        lambda s: {"ticket": [str(s.first)], "macro": str(s.macros["macro"]), "back": "/"},
     ),
     "/admin/sla/policies/<int:policy_id>/delete": Recipe(
         ADMIN, lambda s: f"/admin/sla/policies/{s.policy_id}/delete", lambda s: {}

@@ -34,6 +34,8 @@ from sqlalchemy import func, select
 
 from helpdesk import db
 from helpdesk.accounts import signin, users
+from helpdesk.automation import macros
+from helpdesk.automation import service as rule_service
 from helpdesk.clock import utcnow
 from helpdesk.models import (
     Attachment,
@@ -127,6 +129,10 @@ class World:
     user_ids: dict[str, int] = field(default_factory=dict)
     spare_tokens: dict[str, int] = field(default_factory=dict)  # principal -> a token to revoke
     victim_token: int = 0
+    rule_id: int = 0  # a rule every route may change
+    doomed_rule_id: int = 0  # the rule the delete route removes
+    macro_id: int = 0  # a macro for every queue (tags only)
+    doomed_macro_id: int = 0
 
     def email(self, who: str) -> str:
         return ACCOUNTS[who][0] if who in ACCOUNTS else WALK_IN
@@ -215,6 +221,17 @@ def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no
         revoked, tokens["revoked-token"] = users.issue_token(write, hd, now=utcnow(), scope="write")
         write_tokens["revoked-token"] = tokens["revoked-token"]
         users.revoke_token(write, revoked, now=utcnow())
+    with _write_session(engine) as write, write.begin():
+        rule_ids = [
+            rule_service.save(write, None, {"name": name, "trigger": "ticket.created",
+                              "actions": [{"add_tags": ["matrix"]}]}, now=utcnow()).id
+            for name in ("Matrix rule", "Doomed rule")
+        ]  # fmt: skip
+        macro_ids = [
+            macros.save(write, None, {"name": name, "actions": [{"add_tags": ["macro"]}]},
+                        now=utcnow()).id
+            for name in ("Matrix macro", "Doomed macro")
+        ]  # fmt: skip
 
     clients = {"anonymous": app.test_client()}
     for who in ACCOUNTS:
@@ -249,6 +266,10 @@ def world(app, gateway, make_user, engine, session) -> World:  # type: ignore[no
         user_ids=user_ids,
         spare_tokens=spare_tokens,
         victim_token=spare_tokens[VICTIM],
+        rule_id=rule_ids[0],
+        doomed_rule_id=rule_ids[1],
+        macro_id=macro_ids[0],
+        doomed_macro_id=macro_ids[1],
     )
 
     # The deactivated agent's session and token work until the moment of deactivation.
@@ -424,6 +445,38 @@ def policies_(w: World, new: bool = True) -> list[Target]:
     ]
 
 
+def rules_(w: World, new: bool = True) -> list[Target]:
+    return [
+        *([Target("new", {})] if new else []),
+        Target("rule", {"rule_id": w.rule_id}),
+        *absent("rule_id"),
+    ]
+
+
+def macros_(w: World, new: bool = True) -> list[Target]:
+    return [
+        *([Target("new", {})] if new else []),
+        Target("macro", {"macro_id": w.macro_id}),
+        *absent("macro_id"),
+    ]
+
+
+def rule_form(w: World, who: str, t: Target) -> dict:
+    return {
+        "do": "save", "name": f"Rule {who} {t.label}", "trigger": "ticket.created",
+        "position": "50", "match": "all", "conditions-0-field": "queue",
+        "conditions-0-op": "is", "conditions-0-value": "help-desk", "also_match": "any",
+        "actions-0-kind": "add_tags", "actions-0-value": "matrix",
+    }  # fmt: skip
+
+
+def macro_form(w: World, who: str, t: Target) -> dict:
+    return {
+        "name": f"Macro {who} {t.label}", "queue": "", "position": "5", "reply": "",
+        "actions-0-kind": "priority", "actions-0-value": "high",
+    }  # fmt: skip
+
+
 def calendar_form(w: World, who: str, t: Target) -> dict:
     weekly = "\n".join(f"{day} 09:00-17:00" for day in ("mon", "tue", "wed", "thu", "fri"))
     return {"name": f"Hours {who} {t.label}", "timezone": "UTC", "weekly": weekly, "holidays": ""}
@@ -573,6 +626,39 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("sla_admin.policy_page", "POST"): Route(ADMIN, policies_, policy_form),
     ("sla_admin.policy_delete", "POST"): Route(
         ADMIN, lambda w: policies_(w, new=False), lambda w, who, t: {}
+    ),
+    ("rules_admin.index", "GET"): Route(ADMIN),
+    ("rules_admin.rule_page", "GET"): Route(ADMIN, rules_),
+    ("rules_admin.rule_page", "POST"): Route(ADMIN, rules_, rule_form),
+    **{
+        ("rules_admin." + verb, "POST"): Route(
+            ADMIN, lambda w: rules_(w, new=False), lambda w, who, t: {}
+        )
+        for verb in ("enable", "disable", "up", "down")
+    },
+    ("rules_admin.delete", "POST"): Route(
+        ADMIN,
+        lambda w: [Target("rule", {"rule_id": w.doomed_rule_id}), *absent("rule_id")],
+        lambda w, who, t: {},
+    ),
+    ("macros_admin.index", "GET"): Route(ADMIN),
+    ("macros_admin.macro_page", "GET"): Route(ADMIN, macros_),
+    ("macros_admin.macro_page", "POST"): Route(ADMIN, macros_, macro_form),
+    ("macros_admin.macro_delete", "POST"): Route(
+        ADMIN,
+        lambda w: [Target("macro", {"macro_id": w.doomed_macro_id}), *absent("macro_id")],
+        lambda w, who, t: {},
+    ),
+    ("macros_admin.apply_one", "POST"): Route(
+        TICKET, tickets_, lambda w, who, t: {"macro": str(w.macro_id)}
+    ),
+    ("macros_admin.apply_selected", "POST"): Route(
+        SIGNED_IN,
+        data=lambda w, who, t: {
+            "ticket": [str(n) for n in w.tickets.values()],
+            "macro": str(w.macro_id),
+            "back": "/views/all",
+        },
     ),
     ("admin.me", "GET"): Route(SIGNED_IN),
     ("tokens.mine", "GET"): Route(SIGNED_IN),

@@ -11,6 +11,7 @@ from helpdesk.models.message import KINDS, Attachment, Message
 from helpdesk.models.outbox import OutboxMail
 from helpdesk.models.queue import Queue, QueueAddress
 from helpdesk.models.raw_mail import RawMail
+from helpdesk.models.rule import Macro, Rule, RuleJournal, RuleMark, RuleRun
 from helpdesk.models.sla import SlaCalendar, SlaHoliday, SlaPolicy, TicketSla
 from helpdesk.models.tag import Tag, ticket_tags
 from helpdesk.models.ticket import (
@@ -45,11 +46,16 @@ __all__ = [
     "IdempotentRequest",
     "Lease",
     "LoginFailure",
+    "Macro",
     "Message",
     "OutboxMail",
     "Queue",
     "QueueAddress",
     "RawMail",
+    "Rule",
+    "RuleJournal",
+    "RuleMark",
+    "RuleRun",
     "SlaCalendar",
     "SlaHoliday",
     "SlaPolicy",

@@ -63,6 +63,14 @@ class Ticket(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     # Set on a ticket opened by a reply to a closed ticket (queue policy "new_ticket").
     follow_up_of_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # How it was opened: mail, web, phone, api, portal.
+    channel: Mapped[str] = mapped_column(String(16), default="mail", server_default="mail")
+    # The moments time rules count from (set by the lifecycle, read set-based by
+    # helpdesk.automation.timed): the last status change, the customer's last
+    # message that was not automated, an agent's last reply.
+    status_changed_at: Mapped[datetime | None]
+    last_customer_message_at: Mapped[datetime | None]
+    last_agent_reply_at: Mapped[datetime | None]
 
     queue: Mapped[Queue] = relationship(lazy="joined")
     follow_up_of: Mapped[Ticket | None] = relationship(

@@ -283,6 +283,20 @@ def reply(
     ).check()  # fmt: skip
 
 
+def automatic(ticket: Ticket, *, text: str, settings: Settings, now: datetime) -> TicketMail:
+    """An automatic mail to the requester (an automation rule's reminder, a closing
+    note): threaded under the customer's newest message like a reply, marked
+    ``Auto-Submitted``; ``text`` is the finished body."""
+    check_header("Subject", ticket.subject)
+    return _mail(
+        ticket, "automatic", settings, now,
+        to=[ticket.requester.email],
+        subject=reply_subject(ticket.subject, settings.subject_tag_prefix, ticket.number),
+        reply_to=settings.reply_to, automatic=True, text=text,
+        **_threading(parent(ticket)),
+    ).check()  # fmt: skip
+
+
 def notification(
     ticket: Ticket,
     user: User,

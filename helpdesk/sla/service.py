@@ -281,8 +281,12 @@ class SlaRefresh:
                 continue
             done.add(id(ticket))
             # An agent's own first mail may count as a reply: that takes the full timeline.
-            if isinstance(event, events.TicketCreated) and (
-                event.message is None or event.message.author_id is None
+            # So does a new ticket already flushed (an automation rule changed it, and
+            # the clocks of that change exist already).
+            if (
+                isinstance(event, events.TicketCreated)
+                and ticket.id is None
+                and (event.message is None or event.message.author_id is None)
             ):
                 customer = event.message is not None and not event.automated
                 refresh_new(session, ticket, event.message, customer=customer, now=event.at)

@@ -16,6 +16,8 @@ transaction.
   the status change (``TicketUpdated``).
 - ``add_note(...)`` → ``NoteAdded``.
 - ``acknowledgement_withheld(...)``: only a history row (no event).
+- ``mail_requester(...)`` and ``notify(...)``: an automation rule's mail to
+  the requester or to agents (history rows, no event).
 
 A message from outside arrives as a ``NewMessage`` (``NewMessage.from_mail``
 for parsed mail), so the portal and the API open tickets exactly as mail does.
@@ -45,7 +47,7 @@ from helpdesk.models import (
     User,
 )
 from helpdesk.outbound import ticket_mail
-from helpdesk.outbound.outbox import enqueue
+from helpdesk.outbound.outbox import enqueue, queue_mail
 from helpdesk.settings import Settings
 from helpdesk.tickets.actors import AGENT, CUSTOMER, Actor, as_actor
 from helpdesk.tickets.events import (
@@ -163,10 +165,14 @@ def open_ticket(
             created_at=now,
             updated_at=now,
             follow_up_of=opening.follow_up_of,
+            channel=opening.channel,
+            status_changed_at=now,
         )
         session.add(ticket)
         message = _add_message(op, ticket, opening.message) if opening.message else None
         automated = opening.message.automated if opening.message else False
+        if message is not None and not automated:
+            _note_message_time(op, ticket, opening.message)
         _add_ccs(ticket, opening.ccs, requester)
         op.history(ticket, "created", new=opening.channel)
         _record_not_added(op, ticket, opening.ccs_not_added)
@@ -201,6 +207,8 @@ def receive_message(
     with operation(session, actor, now) as op:
         message = _add_message(op, ticket, new)
         ticket.updated_at = now
+        if not automated:
+            _note_message_time(op, ticket, new)
         reopened = None
         if actor.kind == CUSTOMER and not automated and reopens(ticket):
             reopened = apply_status(op, ticket, "open")
@@ -262,6 +270,7 @@ def reply(
         people = ticket_mail.bouncing([ticket.requester, *ticket.ccs])
         message, row = enqueue(session, ticket, mail, now=now, author_id=author.id, bouncing=people)
         op.history(ticket, "reply")
+        ticket.last_agent_reply_at = now
         wanted = status_after or ("open" if ticket.status == "new" else None)
         changed = apply_status(op, ticket, wanted) if wanted else None
         ticket.updated_at = now
@@ -296,6 +305,61 @@ def add_note(
         ticket.updated_at = now
         op.emit(NoteAdded(ticket=ticket, at=now, cause=op.cause, message=note))
     return note
+
+
+def mail_requester(
+    session: Session,
+    ticket: Ticket,
+    *,
+    actor: Actor,
+    text: str,
+    settings: Settings,
+    now: datetime,
+    due: datetime | None = None,
+) -> tuple[Message, OutboxMail | None]:
+    """An automatic mail to the requester (an automation rule's), threaded, queued
+    in the outbox (due at ``due``, default now); a bouncing address gets none.
+    History ``mail`` with the address."""
+    if not text.strip():
+        raise TicketError("the mail is empty")
+    mail = ticket_mail.automatic(ticket, text=text, settings=settings, now=now)
+    with operation(session, actor, now) as op:
+        people = ticket_mail.bouncing([ticket.requester])
+        message, row = enqueue(
+            session, ticket, mail, now=now, flags=("automatic",), bouncing=people
+        )
+        if row is not None and due is not None:
+            row.next_attempt_at = due
+        op.history(ticket, "mail", new=ticket.requester.email)
+        ticket.updated_at = now
+    return message, row
+
+
+def notify(
+    session: Session,
+    ticket: Ticket,
+    users: Sequence[User],
+    *,
+    actor: Actor,
+    title: str,
+    text: str,
+    settings: Settings,
+    now: datetime,
+) -> list[str]:
+    """Mail these agents about the ticket (an automation rule's notice); history
+    ``notify`` with their addresses. Returns the addresses."""
+    with operation(session, actor, now) as op:
+        sent = []
+        for user in users:
+            mail = ticket_mail.notification(
+                ticket, user, purpose="notification:rule", title=title, excerpt=text,
+                settings=settings, now=now,
+            )  # fmt: skip
+            queue_mail(session, ticket, mail, now=now)
+            sent.append(user.email)
+        if sent:
+            op.history(ticket, "notify", new=", ".join(sent))
+    return sent
 
 
 def _add_message(op: Operation, ticket: Ticket, new: NewMessage) -> Message:
@@ -338,6 +402,16 @@ def _add_message(op: Operation, ticket: Ticket, new: NewMessage) -> Message:
     op.session.add(message)
     ticket.updated_at = op.now
     return message
+
+
+def _note_message_time(op: Operation, ticket: Ticket, new: NewMessage) -> None:
+    """The moments time rules count from: a customer's own message, or an agent's
+    mail to the requester (counted as a reply, as the SLA clocks count it)."""
+    actor = op.actor
+    if actor.kind == CUSTOMER:
+        ticket.last_customer_message_at = op.now
+    elif actor.kind == AGENT and ticket.requester.email in [*new.to, *new.cc]:
+        ticket.last_agent_reply_at = op.now
 
 
 def _add_ccs(ticket: Ticket, ccs: Sequence[Contact], requester: Contact) -> list[Contact]:

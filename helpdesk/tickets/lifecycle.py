@@ -264,6 +264,7 @@ def apply_status(op: Operation, ticket: Ticket, status: str) -> Change | None:
     before, now = ticket.status, op.now
     op.history(ticket, "status", old=before, new=status)
     ticket.status = status
+    ticket.status_changed_at = now
     if status == "resolved":
         ticket.resolved_at = now
     elif status == "closed":

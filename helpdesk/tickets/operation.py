@@ -49,6 +49,10 @@ OWNED_FIELDS = (
     "merged_into_id",
     "resolved_at",
     "closed_at",
+    "channel",
+    "status_changed_at",
+    "last_customer_message_at",
+    "last_agent_reply_at",
 )
 
 

@@ -77,8 +77,10 @@ def create_app(
         api,
         db,
         login,
+        macros,
         mail_admin,
         reports,
+        rules_admin,
         security,
         sla_admin,
         tickets,
@@ -93,7 +95,7 @@ def create_app(
     csrf = CSRFProtect(app)
     blueprints = (
         login.bp, views.bp, tickets.bp, admin.bp, sla_admin.bp, reports.bp, mail_admin.bp,
-        tokens.bp,
+        tokens.bp, rules_admin.bp, macros.bp,
     )  # fmt: skip
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

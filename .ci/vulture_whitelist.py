@@ -71,3 +71,20 @@ message_id_derived  # InboundEmail: whether parse made the Message-ID up (tests/
 _.api_token  # Actor.api_token: an API token's changes (tests; the API)
 direct_writes  # the guard that only the lifecycle writes tickets (tests/conftest.py)
 install_guard
+
+# Pydantic and SQLAlchemy read these class attributes by name.
+model_config  # pydantic models (helpdesk/api, helpdesk/automation/schema.py)
+inherit_cache  # SQLAlchemy's compiler cache (automation/sqlfilter.py)
+# Rules: the kinds a form offers (templates), and a column people read in the database.
+SET_FIELDS  # automation/schema.py: the fields a "set" action may name (rule form)
+NOTIFY_WHOM  # automation/schema.py: whom a "notify" action may name (rule form)
+acted_at  # RuleMark: when a time rule last acted (read by people and the rule's log)
+_.acted_at
+# Used by the tests.
+count_events  # automation/preview.py (tests/test_rules_*.py)
+count_runs  # automation/record.py (tests/test_rules_*.py)
+sanitise_html  # mail/display.py (tests/test_render.py, tests/test_browser_findings.py)
+# API response fields: pydantic serialises them by name into the JSON and the OpenAPI document.
+from_  # api/schemas.py
+requester_name  # api/schemas.py
+merged_into  # api/schemas.py

@@ -108,8 +108,6 @@ class Settings:
     trusted_proxies: str = ""
     # Requests one API token may make, per web process (``limits`` notation).
     api_rate_limit: str = "600/minute"
-    # Webhooks may go to loopback, private and link-local addresses (tests, closed networks).
-    webhook_allow_private: bool = False
 
     @classmethod
     def load(

@@ -134,8 +134,3 @@ def token_row(session: Session, token: str) -> ApiToken | None:
         return None
     return row
 
-
-def user_for_token(session: Session, token: str) -> User | None:
-    """The active user a bearer token belongs to, or None."""
-    row = token_row(session, token)
-    return row.user if row is not None else None

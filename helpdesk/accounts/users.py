@@ -133,4 +133,3 @@ def token_row(session: Session, token: str) -> ApiToken | None:
     if row is None or row.revoked_at is not None or not row.user.active:
         return None
     return row
-

@@ -155,7 +155,7 @@ def delivery_out(row: OutboxMail | None) -> Delivery | None:
 
 def message_out(message: Message, base_url: str, delivery: OutboxMail | None = None) -> MessageOut:
     number = message.ticket.number
-    return MessageOut(
+    return MessageOut(  # type: ignore[call-arg]  # by field name; the alias is 'from'
         id=message.id,
         kind=message.kind,  # type: ignore[arg-type]
         from_=message.from_address,

@@ -83,7 +83,7 @@ def forget_unmatched(session: Session, rule: CompiledRule, chosen: Selection, no
     """Remove the marks of tickets the rule's condition no longer holds for."""
     if chosen.exact:
         still = exists(
-            select(Ticket.id).where(  # type: ignore[call-overload]
+            select(Ticket.id).where(
                 Ticket.id == RuleMark.ticket_id, Ticket.merged_into_id.is_(None), chosen.clause
             )
         )

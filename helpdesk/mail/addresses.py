@@ -25,6 +25,12 @@ def base_address(address: str) -> str:
     return f"{local.split('+', 1)[0]}@{domain}"
 
 
+def detail_of(address: str) -> str:
+    """The ``anything`` of ``slug+anything@domain`` (a reply token, if we issued it)."""
+    local = normalise_address(address).rpartition("@")[0]
+    return local.split("+", 1)[1] if "+" in local else ""
+
+
 class Route(Enum):
     QUEUE = "queue"
     UNKNOWN = "unknown"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Iterator, Sequence
-from email._parseaddr import AddressList  # the parser getaddresses itself uses
+from email._parseaddr import AddressList  # type: ignore[import-not-found]  # getaddresses' parser
 
 _STDLIB_STRICT = getattr(email.utils, "supports_strict_parsing", False)
 INVALID: list[tuple[str, str]] = [("", "")]
@@ -74,7 +74,7 @@ def _balanced(value: str) -> bool:
 def getaddresses(values: Sequence[str]) -> list[tuple[str, str]]:
     """(name, address) pairs of header values; ``[("", "")]`` when any value is malformed."""
     if _STDLIB_STRICT:  # pragma: no cover - a newer Python than this machine's
-        return email.utils.getaddresses(list(values), strict=True)  # type: ignore[call-arg]
+        return email.utils.getaddresses(list(values), strict=True)
     values = [str(v) if _balanced(str(v)) else "('', '')" for v in values]
     pairs = AddressList(", ".join(values)).addresslist
     pairs = [("", "") if "[" in address else (name, address) for name, address in pairs]

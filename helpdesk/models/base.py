@@ -50,4 +50,5 @@ class Base(DeclarativeBase):
         list[str]: JSON,  # addresses, flags, escalation keys
         list[list[list[int]]]: JSON,  # a calendar's working hours, per weekday
         dict[str, Any]: JSON,
+        list[dict[str, Any]]: JSON,  # a rule's or macro's actions
     }

@@ -10,6 +10,7 @@ the engine (``helpdesk.automation.engine``) and the worker's time-rule pass
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -29,8 +30,8 @@ class Rule(Base):
     # ticket.created, message.received, reply.sent, ticket.updated, sla.warning, sla.breached, time
     trigger: Mapped[str] = mapped_column(String(32))
     # {"all": [...]} / {"any": [...]} of {"field", "op", "value"}; {} matches every ticket
-    conditions: Mapped[dict] = mapped_column(default=dict)
-    actions: Mapped[list] = mapped_column(default=list)
+    conditions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     # Set for the ready-made rules (``helpdesk.automation.library``), by their key.
     preset: Mapped[str | None] = mapped_column(String(64))
     # Bumped on every save: the engine's cache of parsed rules is keyed by it.
@@ -75,8 +76,8 @@ class RuleJournal(Base):
     ticket_id: Mapped[int | None] = mapped_column(
         ForeignKey("tickets.id", ondelete="CASCADE"), index=True
     )
-    facts: Mapped[dict] = mapped_column(default=dict)
-    verdicts: Mapped[dict] = mapped_column(default=dict)
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    verdicts: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     ticket: Mapped[Ticket | None] = relationship()  # noqa: F821
 
@@ -107,7 +108,7 @@ class Macro(Base):
     name: Mapped[str] = mapped_column(String(200))
     # None: offered in every queue.
     queue_id: Mapped[int | None] = mapped_column(ForeignKey("queues.id", ondelete="CASCADE"))
-    actions: Mapped[list] = mapped_column(default=list)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     reply: Mapped[str] = mapped_column(Text, default="")
     position: Mapped[int] = mapped_column(default=100)
     created_at: Mapped[datetime]

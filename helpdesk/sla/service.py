@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -285,7 +286,7 @@ class SlaRefresh:
             # the clocks of that change exist already).
             if (
                 isinstance(event, events.TicketCreated)
-                and ticket.id is None
+                and not sa_inspect(ticket).has_identity
                 and (event.message is None or event.message.author_id is None)
             ):
                 customer = event.message is not None and not event.automated

@@ -171,7 +171,7 @@ def open_ticket(
         session.add(ticket)
         message = _add_message(op, ticket, opening.message) if opening.message else None
         automated = opening.message.automated if opening.message else False
-        if message is not None and not automated:
+        if opening.message is not None and message is not None and not automated:
             _note_message_time(op, ticket, opening.message)
         _add_ccs(ticket, opening.ccs, requester)
         op.history(ticket, "created", new=opening.channel)

@@ -84,7 +84,7 @@ def blueprint() -> Blueprint:
     document: dict[str, Any] = {}
 
     @bp.get("/openapi.json")
-    def openapi():  # type: ignore[no-untyped-def]
+    def openapi():
         """The OpenAPI 3.1 document (public: it holds no data)."""
         if not document:
             document.update(registry.openapi(title="helpdesk API", version="1", server_url=PREFIX))
@@ -98,15 +98,15 @@ def blueprint() -> Blueprint:
         )
 
     @bp.errorhandler(ApiError)
-    def _api_error(error: ApiError):  # type: ignore[no-untyped-def]
+    def _api_error(error: ApiError):
         return problem_response(error)
 
     @bp.errorhandler(HTTPException)
-    def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+    def _http_error(error: HTTPException):
         return http_problem(error)
 
     @bp.errorhandler(TicketError)
-    def _refused(error: TicketError):  # type: ignore[no-untyped-def]
+    def _refused(error: TicketError):
         """A change the lifecycle refuses: its message is safe to show."""
         return problem_response(ApiError(422, str(error)))
 
@@ -118,7 +118,7 @@ def docs_blueprint() -> Blueprint:
     bp = Blueprint("api_docs", __name__)
 
     @bp.get("/api/docs")
-    def docs():  # type: ignore[no-untyped-def]
+    def docs():
         return render_template("api_docs.html", problems=PROBLEM_TYPES)
 
     return bp
@@ -132,13 +132,13 @@ def init_app(app: Flask, rate_limit: str) -> None:
     app.register_blueprint(docs_blueprint())
 
     @app.errorhandler(405)
-    def _method(error: HTTPException):  # type: ignore[no-untyped-def]
+    def _method(error: HTTPException):
         if wants_problem():
             return http_problem(error)
         return error
 
     @app.errorhandler(500)
-    def _internal(error: HTTPException):  # type: ignore[no-untyped-def]
+    def _internal(error: HTTPException):
         if wants_problem():
             return problem_response(ApiError(500, "something went wrong; nothing was changed"))
         return error

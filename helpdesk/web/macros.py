@@ -54,7 +54,7 @@ def _macro(macro_id: int | None) -> Macro | None:
 
 @bp.get("/admin/macros")
 @role_required("admin")
-def index():  # type: ignore[no-untyped-def]
+def index():
     return render_template(
         "admin/macros.html", macros=macros.all_macros(get_session()), action=ActionForm()
     )
@@ -63,7 +63,7 @@ def index():  # type: ignore[no-untyped-def]
 @bp.route("/admin/macros/new", methods=["GET", "POST"], defaults={"macro_id": None})
 @bp.route("/admin/macros/<int:macro_id>", methods=["GET", "POST"])
 @role_required("admin")
-def macro_page(macro_id: int | None):  # type: ignore[no-untyped-def]
+def macro_page(macro_id: int | None):
     session = get_session()
     macro = _macro(macro_id)
     form = MacroForm()
@@ -105,7 +105,7 @@ def macro_page(macro_id: int | None):  # type: ignore[no-untyped-def]
 
 @bp.post("/admin/macros/<int:macro_id>/delete")
 @role_required("admin")
-def macro_delete(macro_id: int):  # type: ignore[no-untyped-def]
+def macro_delete(macro_id: int):
     require_valid(ActionForm())
     macro = _macro(macro_id)
     get_session().delete(macro)
@@ -123,7 +123,7 @@ def _chosen(macro_id: str | None) -> Macro:
 
 @bp.post("/tickets/<int:number>/macro")
 @login_required
-def apply_one(number: int):  # type: ignore[no-untyped-def]
+def apply_one(number: int):
     require_valid(ActionForm())
     session = get_session()
     ticket = visible_ticket(session, user(), number)
@@ -143,7 +143,7 @@ def apply_one(number: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/tickets/macro")
 @login_required
-def apply_selected():  # type: ignore[no-untyped-def]
+def apply_selected():
     require_valid(ActionForm())
     session = get_session()
     macro = _chosen(request.form.get("macro"))

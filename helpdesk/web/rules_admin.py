@@ -134,7 +134,7 @@ def _data(form: RuleForm) -> dict[str, Any]:
 
 @bp.get("")
 @role_required("admin")
-def index():  # type: ignore[no-untyped-def]
+def index():
     return render_template(
         "admin/rules.html", rules=service.all_rules(get_session()), action=ActionForm()
     )
@@ -143,7 +143,7 @@ def index():  # type: ignore[no-untyped-def]
 @bp.route("/new", methods=["GET", "POST"], defaults={"rule_id": None})
 @bp.route("/<int:rule_id>", methods=["GET", "POST"])
 @role_required("admin")
-def rule_page(rule_id: int | None):  # type: ignore[no-untyped-def]
+def rule_page(rule_id: int | None):
     session = get_session()
     rule = _rule(rule_id)
     form = RuleForm()
@@ -208,7 +208,7 @@ def _try(form: RuleForm, rule: Rule | None, do: str) -> dict[str, Any]:
     return {"events": lines, "acting": sum(1 for line in lines if line.acted)}
 
 
-def _act(rule_id: int, change) -> Any:  # type: ignore[no-untyped-def]
+def _act(rule_id: int, change) -> Any:
     require_valid(ActionForm())
     session = get_session()
     rule = _rule(rule_id)
@@ -220,29 +220,29 @@ def _act(rule_id: int, change) -> Any:  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:rule_id>/enable")
 @role_required("admin")
-def enable(rule_id: int):  # type: ignore[no-untyped-def]
+def enable(rule_id: int):
     return _act(rule_id, lambda s, r: service.set_enabled(s, r, True, now=utcnow()))
 
 
 @bp.post("/<int:rule_id>/disable")
 @role_required("admin")
-def disable(rule_id: int):  # type: ignore[no-untyped-def]
+def disable(rule_id: int):
     return _act(rule_id, lambda s, r: service.set_enabled(s, r, False, now=utcnow()))
 
 
 @bp.post("/<int:rule_id>/up")
 @role_required("admin")
-def up(rule_id: int):  # type: ignore[no-untyped-def]
+def up(rule_id: int):
     return _act(rule_id, lambda s, r: service.move(s, r, -1, now=utcnow()))
 
 
 @bp.post("/<int:rule_id>/down")
 @role_required("admin")
-def down(rule_id: int):  # type: ignore[no-untyped-def]
+def down(rule_id: int):
     return _act(rule_id, lambda s, r: service.move(s, r, 1, now=utcnow()))
 
 
 @bp.post("/<int:rule_id>/delete")
 @role_required("admin")
-def delete(rule_id: int):  # type: ignore[no-untyped-def]
+def delete(rule_id: int):
     return _act(rule_id, lambda s, r: service.delete(s, r))

@@ -37,7 +37,7 @@ class RevokeForm(FlaskForm):
 
 @bp.route("/me/tokens", methods=["GET", "POST"])
 @login_required
-def mine():  # type: ignore[no-untyped-def]
+def mine():
     session, me = get_session(), user()
     form = TokenForm()
     secret = None
@@ -62,7 +62,7 @@ def mine():  # type: ignore[no-untyped-def]
 
 @bp.post("/me/tokens/<int:token_id>/revoke")
 @login_required
-def revoke_mine(token_id: int):  # type: ignore[no-untyped-def]
+def revoke_mine(token_id: int):
     require_valid(RevokeForm())
     row = get_session().get(ApiToken, token_id)
     if row is None or row.user_id != user().id:
@@ -75,7 +75,7 @@ def revoke_mine(token_id: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/admin/tokens")
 @role_required("admin")
-def everyone():  # type: ignore[no-untyped-def]
+def everyone():
     return render_template(
         "tokens.html", tokens=users.tokens_of(get_session()), form=None, secret=None,
         revoke=RevokeForm(), everyone=True,
@@ -84,7 +84,7 @@ def everyone():  # type: ignore[no-untyped-def]
 
 @bp.post("/admin/tokens/<int:token_id>/revoke")
 @role_required("admin")
-def revoke_any(token_id: int):  # type: ignore[no-untyped-def]
+def revoke_any(token_id: int):
     require_valid(RevokeForm())
     row = get_session().get(ApiToken, token_id)
     if row is None:

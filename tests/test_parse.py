@@ -393,8 +393,12 @@ def test_html_only_mail_gets_readable_text():
 
 
 def test_display_name_with_encoded_comma():
-    parsed = parse(mail("From: =?utf-8?q?M=C3=BCller=2C_Hans?= <Hans@X.example>, b@c.example"))
+    parsed = parse(mail("From: =?utf-8?q?M=C3=BCller=2C_Hans?= <Hans@X.example>"))
     assert (parsed.from_name, parsed.from_address) == ("Müller, Hans", "hans@x.example")
+    assert not parsed.ambiguous_from
+    # Two mailboxes in From are ambiguous (issue 10 row 11): no address is taken from it.
+    two = parse(mail("From: =?utf-8?q?M=C3=BCller=2C_Hans?= <Hans@X.example>, b@c.example"))
+    assert two.ambiguous_from and two.from_address == ""
 
 
 @pytest.mark.parametrize("raw", [b"", b"\r\n", b"\r\n\r\n"])

@@ -33,11 +33,11 @@ class ThreadContext:
     sender: str
     secret_key: str
     tag_prefix: str
-    # A proven agent takes part in every ticket (``helpdesk.intake.senders``).
-    agent: User | None = None
     # Message-IDs named elsewhere, e.g. the original message inside a bounce.
     extra_references: list[str] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
+    # A proven agent takes part in every ticket (``helpdesk.intake.senders``).
+    agent: User | None = None
 
 
 @dataclass

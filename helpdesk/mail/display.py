@@ -65,7 +65,8 @@ VOID_ELEMENTS = frozenset({
     "area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
     "param", "source", "track", "wbr",
 })  # fmt: skip
-_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^>]*)>")
+# Up to the next "<" at most: a "<" never closed must not make each later one rescan.
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^<>]*)>")
 # A tag as nh3 (html5ever) writes it: attribute values double-quoted, quotes escaped.
 _SAFE_IMG_RE = re.compile(r'<img((?:\s+[^\s=>"/]+(?:="[^"]*")?)*)\s*/?>')
 _ATTRIBUTE_RE = re.compile(r'\s+([^\s=>"/]+)(?:="([^"]*)")?')

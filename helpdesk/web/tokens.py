@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import login_required
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField
+from wtforms import SelectChoice, SelectField, StringField
 from wtforms.validators import Length, Optional
 
 from helpdesk.accounts import users
@@ -26,7 +26,10 @@ class TokenForm(FlaskForm):
     name = StringField("Name (shown in ticket history)", validators=[Optional(), Length(max=100)])
     scope = SelectField(
         "Scope",
-        choices=[("read", "read: see tickets"), ("write", "write: also change them")],
+        choices=[
+            SelectChoice("read", "read: see tickets"),
+            SelectChoice("write", "write: also change them"),
+        ],
         default="read",
     )
 

@@ -134,7 +134,7 @@ def test_hostile_ticket_renders_capped_in_a_browser(
 
 
 def test_migration_fills_stored_html_of_existing_messages(settings, engine, session):
-    """Messages stored before 0009 get their sanitised HTML when the database is upgraded."""
+    """Messages stored before 0011 get their sanitised HTML when the database is upgraded."""
     from alembic import command
 
     from helpdesk.mail.display import prepare_html
@@ -147,7 +147,7 @@ def test_migration_fills_stored_html_of_existing_messages(settings, engine, sess
         running.stop()
     session.close()
     engine.dispose()
-    command.downgrade(db.alembic_config(engine), "0008")
+    command.downgrade(db.alembic_config(engine), "0010")
     command.upgrade(db.alembic_config(engine), "head")
     session.expire_all()
     inbound = session.scalars(select(Message).where(Message.kind == "inbound")).one()

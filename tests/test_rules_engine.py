@@ -132,7 +132,9 @@ def test_reply_sent_and_ticket_updated_rules(desk, session):
         anna = write.scalars(select(User).where(User.email == "anna@example.com")).one()
         conversation.reply(write, found, actor=anna, text="Did it help? Please let us know.",
                            settings=desk.settings, now=NOW + timedelta(minutes=1))  # fmt: skip
-        lifecycle.set_priority(write, found, "urgent", actor=anna, now=NOW + timedelta(minutes=2))
+        lifecycle.update(
+            write, found, priority="urgent", actor=anna, now=NOW + timedelta(minutes=2)
+        )
     assert by_rule(session, number, "Waiting after a question") == [("status", "open", "pending")]
     assert by_rule(session, number, "Urgent to managers") == [("notify", "", "boss@example.com")]
     notices = [r for r in outbox(session, number) if r.purpose == "notification:rule"]
@@ -210,7 +212,7 @@ def test_two_rules_undoing_each_other_stop_and_depth_is_bounded(desk, session):
     number = desk.receive(mail("Loop"))
     with desk.write() as write, write.begin():
         found = write.scalars(select(Ticket).where(Ticket.number == number)).one()
-        lifecycle.set_priority(write, found, "high", actor=Actor.system("test"), now=NOW)
+        lifecycle.update(write, found, priority="high", actor=Actor.system("test"), now=NOW)
     # high (by hand) → low (Down, depth 1) → high (Up, depth 2) → Down may not act again.
     assert by_rule(session, number, "Down") == [("priority", "high", "low")]
     assert by_rule(session, number, "Up") == [("priority", "low", "high")]

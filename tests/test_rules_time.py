@@ -63,7 +63,7 @@ def set_status(desk: Desk, number: int, status: str, now: datetime) -> None:
     with desk.write() as session, session.begin():
         found = session.scalars(select(Ticket).where(Ticket.number == number)).one()
         anna = session.scalars(select(User).where(User.email == "anna@example.com")).one()
-        lifecycle.set_status(session, found, status, actor=anna, now=now)
+        lifecycle.update(session, found, status=status, actor=anna, now=now)
 
 
 def test_once_per_entry_in_business_time_across_a_weekend_and_a_holiday(desk, session):

@@ -1,7 +1,7 @@
 """messages keep their HTML sanitised once (issue 10 row 3); existing rows filled here
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from helpdesk.mail.display import prepare_html
 
-revision = "0009"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -5,8 +5,8 @@ time rules count from, on each ticket
 the customer's last own message (not automated) and an agent's last reply,
 filled here from the history and the messages.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
@@ -17,8 +17,8 @@ import helpdesk.models.base
 AUTOMATED = ("auto_reply", "out_of_office", "bulk", "bounce", "loop")
 
 
-revision = "0011"
-down_revision = "0010"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

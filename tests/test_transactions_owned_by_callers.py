@@ -33,6 +33,7 @@ OWNERS = {
     "helpdesk/intake/wakeup.py",  # its own connection, watching for commits
     "mailgate/committer.py",  # the gateway's group commits
     "mailgate/outbox_sender.py",  # the outbox worker
+    "helpdesk/automation/timed.py",  # the worker's time-rule pass: one transaction per rule
 }
 ENDING = {"commit", "rollback"}
 SESSION_CALLS = {"begin", "close"}  # on something named like a session or connection
